@@ -1,0 +1,1 @@
+"""The NumPy core: network, training, data, preprocessing, model files. Never imports Qt."""
