@@ -1,0 +1,296 @@
+"""The network: a fully connected MLP with ReLU-kind hidden layers and a softmax output.
+
+``MLP`` holds the parameters as parallel lists ``weights[i]`` (n_in, n_out) and
+``biases[i]`` (n_out,), float32. It has two forward passes: the inference ones
+(``predict_proba``, ``logits``, ``trace``) keep nothing between calls, and the training
+pair ``forward_train`` / ``backward`` that works inside a ``Workspace`` of buffers
+allocated once per batch size and reused every step, so a training step allocates
+almost nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from digitpad.core.functional import (
+    ACTIVATIONS,
+    DERIVATIVES,
+    HIDDEN_ACTIVATIONS,
+    softmax,
+    softmax_inplace,
+)
+
+N_PIXELS = 28 * 28
+N_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Shape of the network: input size, hidden layer sizes, output size, hidden activation."""
+
+    n_in: int = N_PIXELS
+    hidden: tuple[int, ...] = (256, 128)
+    n_out: int = N_CLASSES
+    activation: str = "relu"  # relu | leaky_relu | tanh | sigmoid
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.activation not in HIDDEN_ACTIVATIONS:
+            raise ValueError(
+                f"activation: unknown {self.activation!r}; choose one of {', '.join(HIDDEN_ACTIVATIONS)}"
+            )
+        for name, value in (("n_in", self.n_in), ("n_out", self.n_out)):
+            if int(value) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {value}")
+        for h in self.hidden:
+            if h < 1 or h > 16384:
+                raise ValueError(f"hidden: layer sizes must be between 1 and 16384, got {h}")
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]:
+        return (self.n_in, *self.hidden, self.n_out)
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything one forward pass computed, layer by layer (for the panes that show inside the network)."""
+
+    pre: list  # [z_1 .. z_L]: pre-activations, (N, n_i); the last is the logits
+    activations: list  # [a_1 .. a_{L-1}]: hidden outputs, (N, n_i)
+    logits: np.ndarray  # (N, n_out)
+    probabilities: np.ndarray  # (N, n_out)
+
+
+def _init_scale(activation: str, fan_in: int, fan_out: int) -> float:
+    """Standard deviation matched to the activation: He for ReLU kinds, Glorot for tanh/sigmoid."""
+    if activation in ("relu", "leaky_relu"):
+        return np.sqrt(2.0 / fan_in)
+    if activation == "sigmoid":
+        # Glorot for the logistic function: 4x the tanh scale (its slope at 0 is 1/4)
+        return 4.0 * np.sqrt(2.0 / (fan_in + fan_out))
+    return np.sqrt(2.0 / (fan_in + fan_out))
+
+
+def as_batch(x: np.ndarray, n_in: int) -> np.ndarray:
+    """Accept (n_in,), (28, 28), (N, 28, 28) or (N, n_in); return (N, n_in) float32."""
+    x = np.asarray(x)
+    if x.ndim == 1 or (x.ndim == 2 and x.size == n_in and x.shape[1] != n_in):
+        x = x.reshape(1, -1)
+    elif x.ndim == 3:
+        x = x.reshape(len(x), -1)
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise ValueError(f"input: expected {n_in} values per sample, got shape {np.shape(x)}")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) * np.float32(1 / 255)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+class MLP:
+    """A fully connected network with parameters as parallel lists ``weights`` and ``biases``."""
+
+    def __init__(self, config: MLPConfig = MLPConfig(), rng: np.random.Generator | int | None = 0):
+        self.config = config
+        rng = np.random.default_rng(rng)
+        sizes = config.layer_sizes
+        self.weights = []
+        self.biases = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            std = _init_scale(config.activation, fan_in, fan_out)
+            w = rng.standard_normal((fan_in, fan_out), dtype=np.float32)  # (n_in, n_out)
+            w *= np.float32(std)
+            self.weights.append(w)
+            self.biases.append(np.zeros(fan_out, dtype=np.float32))
+
+    @classmethod
+    def from_arrays(cls, config: MLPConfig, weights, biases) -> "MLP":
+        """Build a network around given arrays (copied to float32), checking every shape."""
+        model = cls.__new__(cls)
+        model.config = config
+        sizes = config.layer_sizes
+        if len(weights) != len(sizes) - 1 or len(biases) != len(sizes) - 1:
+            raise ValueError(
+                f"layers: expected {len(sizes) - 1} weight matrices and bias vectors for sizes "
+                f"{sizes}, got {len(weights)} and {len(biases)}"
+            )
+        model.weights, model.biases = [], []
+        for i, (w, b, n_in, n_out) in enumerate(zip(weights, biases, sizes[:-1], sizes[1:])):
+            if np.shape(w) != (n_in, n_out) or np.shape(b) != (n_out,):
+                raise ValueError(
+                    f"layer {i}: expected weights ({n_in}, {n_out}) and biases ({n_out},), "
+                    f"got {np.shape(w)} and {np.shape(b)}"
+                )
+            model.weights.append(np.array(w, dtype=np.float32, order="C"))
+            model.biases.append(np.array(b, dtype=np.float32))
+        return model
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.weights)
+
+    @property
+    def n_params(self) -> int:
+        return sum(w.size + b.size for w, b in zip(self.weights, self.biases))
+
+    def copy(self) -> "MLP":
+        return MLP.from_arrays(self.config, self.weights, self.biases)
+
+    def is_finite(self) -> bool:
+        return all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in zip(self.weights, self.biases))
+
+    def describe(self) -> str:
+        """Human-readable architecture, e.g. ``784-256-128-10 relu``."""
+        return "-".join(str(s) for s in self.config.layer_sizes) + f" {self.config.activation}"
+
+    # ---- inference: keeps nothing --------------------------------------------------------
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Output scores before softmax, (N, n_out)."""
+        a = as_batch(x, self.config.n_in)  # (N, n_in)
+        act = ACTIVATIONS[self.config.activation]
+        last = self.n_layers - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            a = a @ w  # (N, n_i)
+            a += b
+            if i < last:
+                act(a)
+        return a
+
+    def predict_proba(self, x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """Class probabilities, (N, n_out), rows summing to 1."""
+        return softmax(self.logits(x), temperature)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.logits(x).argmax(axis=1)
+
+    def trace(self, x: np.ndarray, temperature: float = 1.0) -> Trace:
+        """Forward pass that keeps every layer's pre-activation and output."""
+        a = as_batch(x, self.config.n_in)
+        act = ACTIVATIONS[self.config.activation]
+        pre, outs = [], []
+        last = self.n_layers - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = a @ w + b  # (N, n_i)
+            pre.append(z)
+            if i < last:
+                a = act(z.copy())
+                outs.append(a)
+        logits = pre[-1]
+        return Trace(pre=pre, activations=outs, logits=logits, probabilities=softmax(logits, temperature))
+
+    def input_gradient(self, x: np.ndarray, cls) -> np.ndarray:
+        """Gradient of the score (logit) of class ``cls`` with respect to the input, (N, n_in).
+
+        ``cls`` is an int or an (N,) array of classes, one per sample.
+        """
+        t = self.trace(x)
+        n = len(t.logits)
+        delta = np.zeros_like(t.logits)  # (N, n_out)
+        delta[np.arange(n), np.broadcast_to(np.asarray(cls), (n,))] = 1.0
+        deriv = DERIVATIVES[self.config.activation]
+        for i in range(self.n_layers - 1, -1, -1):
+            delta = delta @ self.weights[i].T  # (N, n_{i})
+            if i > 0:
+                deriv(t.activations[i - 1], delta)
+        return delta
+
+    # ---- training: works in preallocated buffers -------------------------------------------
+
+    def forward_train(self, x: np.ndarray, ws: "Workspace", dropout: float = 0.0, rng=None) -> np.ndarray:
+        """Forward pass for training: fills ``ws.outs`` and returns the probabilities (B, n_out).
+
+        ``x`` is (B, n_in) float32 with B == ws.batch_size. With ``dropout`` > 0, hidden
+        outputs are zeroed with that probability and the rest scaled by 1 / (1 - p).
+        """
+        act = ACTIVATIONS[self.config.activation]
+        last = self.n_layers - 1
+        a = x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = ws.outs[i]  # (B, n_i)
+            np.matmul(a, w, out=z)
+            z += b
+            if i < last:
+                act(z)
+                if dropout > 0.0:
+                    keep = ws.keep[i]
+                    rng.random(out=ws.rand[i], dtype=np.float32)
+                    np.greater_equal(ws.rand[i], np.float32(dropout), out=keep)
+                    np.multiply(z, keep, out=z)
+                    z *= np.float32(1.0 / (1.0 - dropout))
+            a = z
+        return softmax_inplace(ws.outs[-1])
+
+    def backward(self, x: np.ndarray, labels: np.ndarray, ws: "Workspace", dropout: float = 0.0) -> None:
+        """Backward pass after ``forward_train``: fills ``ws.grad_w`` and ``ws.grad_b``.
+
+        The loss is the mean cross-entropy over the batch; ``ws.outs[-1]`` (the probabilities)
+        is overwritten with dL/dlogits.
+        """
+        deriv = DERIVATIVES[self.config.activation]
+        n = len(labels)
+        delta = ws.outs[-1]  # (B, n_out): softmax - onehot, over B
+        delta[ws.rows[:n], labels] -= 1.0
+        delta *= np.float32(1.0 / n)
+        for i in range(self.n_layers - 1, -1, -1):
+            a_prev = x if i == 0 else ws.outs[i - 1]  # (B, n_{i-1})
+            np.matmul(a_prev.T, delta, out=ws.grad_w[i])  # (n_{i-1}, n_i)
+            np.sum(delta, axis=0, out=ws.grad_b[i])
+            if i == 0:
+                break  # the input needs no gradient
+            prev = ws.deltas[i - 1]  # (B, n_{i-1})
+            np.matmul(delta, self.weights[i].T, out=prev)
+            if dropout > 0.0:
+                np.multiply(prev, ws.keep[i - 1], out=prev)
+                prev *= np.float32(1.0 / (1.0 - dropout))
+            if self.config.activation == "relu":
+                # reuse the dropout mask buffer as the ReLU mask: no temporary per step
+                np.greater(a_prev, 0, out=ws.keep[i - 1])
+                np.multiply(prev, ws.keep[i - 1], out=prev)
+            elif dropout > 0.0 and self.config.activation in ("tanh", "sigmoid"):
+                # the derivative needs the outputs before dropout scaled the kept ones
+                deriv(a_prev * np.float32(1.0 - dropout), prev)
+            else:
+                deriv(a_prev, prev)
+            delta = prev
+
+
+@dataclass
+class Workspace:
+    """Buffers for one batch size, allocated once and reused every step."""
+
+    batch_size: int
+    sizes: tuple
+    outs: list = field(default_factory=list)  # layer outputs, (B, n_i); last holds probabilities
+    deltas: list = field(default_factory=list)  # dL/d(hidden pre-activation), (B, n_i)
+    keep: list = field(default_factory=list)  # bool masks for dropout / ReLU, (B, n_i)
+    rand: list = field(default_factory=list)  # uniform draws for dropout, (B, n_i)
+    grad_w: list = field(default_factory=list)
+    grad_b: list = field(default_factory=list)
+    rows: np.ndarray = None
+
+    @classmethod
+    def for_model(cls, model: MLP, batch_size: int, dropout: bool = False) -> "Workspace":
+        sizes = model.config.layer_sizes
+        ws = cls(batch_size=batch_size, sizes=sizes)
+        ws.outs = [np.empty((batch_size, n), np.float32) for n in sizes[1:]]
+        ws.deltas = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]]
+        ws.keep = [np.empty((batch_size, n), bool) for n in sizes[1:-1]]
+        ws.rand = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]] if dropout else []
+        ws.grad_w = [np.empty_like(w) for w in model.weights]
+        ws.grad_b = [np.empty_like(b) for b in model.biases]
+        ws.rows = np.arange(batch_size)
+        return ws
+
+    def view(self, n: int) -> "Workspace":
+        """The same buffers cut to a smaller batch (the last batch of an epoch)."""
+        if n == self.batch_size:
+            return self
+        ws = copy.copy(self)
+        ws.batch_size = n
+        ws.outs = [o[:n] for o in self.outs]
+        ws.deltas = [d[:n] for d in self.deltas]
+        ws.keep = [k[:n] for k in self.keep]
+        ws.rand = [r[:n] for r in self.rand]
+        return ws

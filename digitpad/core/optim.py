@@ -1,0 +1,113 @@
+"""Optimisers (Adam, SGD with momentum) that update parameter lists in place, and learning-rate schedules.
+
+An optimiser is built once per run around the model's parameter lists and keeps its state
+(moments) in buffers of the same shapes; ``update(params, grads, lr)`` changes ``params``
+in place. L2 weight decay is added to the gradients of weight matrices only (``decay``
+flags per parameter), never to biases.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+class Adam:
+    """Adam (Kingma & Ba) with the bias correction folded into the step size."""
+
+    def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decay=None):
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.weight_decay = weight_decay
+        self.decay = decay if decay is not None else [p.ndim > 1 for p in params]
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.tmp = [np.empty_like(p) for p in params]
+        self.t = 0
+
+    def update(self, params, grads, lr: float) -> None:
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        # lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t); eps scaled to match the textbook form
+        corr = math.sqrt(1.0 - b2**self.t)
+        step = np.float32(lr * corr / (1.0 - b1**self.t))
+        eps = np.float32(self.eps * corr)
+        for p, g, m, v, tmp, dec in zip(params, grads, self.m, self.v, self.tmp, self.decay):
+            if dec and self.weight_decay:
+                g += np.float32(self.weight_decay) * p
+            # m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2
+            m *= np.float32(b1)
+            np.multiply(g, np.float32(1 - b1), out=tmp)
+            m += tmp
+            v *= np.float32(b2)
+            np.multiply(g, g, out=tmp)
+            tmp *= np.float32(1 - b2)
+            v += tmp
+            # p -= step * m / (sqrt(v) + eps)
+            np.sqrt(v, out=tmp)
+            tmp += eps
+            np.divide(m, tmp, out=tmp)
+            tmp *= step
+            p -= tmp
+
+
+class SGD:
+    """Stochastic gradient descent with momentum (optionally Nesterov)."""
+
+    def __init__(self, params, momentum=0.9, nesterov=False, weight_decay=0.0, decay=None):
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+        self.decay = decay if decay is not None else [p.ndim > 1 for p in params]
+        self.velocity = [np.zeros_like(p) for p in params]
+        self.tmp = [np.empty_like(p) for p in params]
+
+    def update(self, params, grads, lr: float) -> None:
+        mu = np.float32(self.momentum)
+        lr = np.float32(lr)
+        for p, g, vel, tmp, dec in zip(params, grads, self.velocity, self.tmp, self.decay):
+            if dec and self.weight_decay:
+                g += np.float32(self.weight_decay) * p
+            # v = mu v - lr g ; p += v   (Nesterov: p += mu v - lr g)
+            vel *= mu
+            np.multiply(g, lr, out=tmp)
+            vel -= tmp
+            if self.nesterov:
+                np.multiply(vel, mu, out=tmp)
+                np.subtract(tmp, np.multiply(g, lr), out=tmp)
+                p += tmp
+            else:
+                p += vel
+
+
+def make_optimizer(name: str, params, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False):
+    if name == "adam":
+        return Adam(params, weight_decay=weight_decay)
+    if name == "sgd":
+        return SGD(params, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    raise ValueError(f"optimizer: unknown {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def learning_rate(schedule: str, base_lr: float, step: int, total_steps: int, warmup: float = 0.25) -> float:
+    """Learning rate at ``step`` (0-based) of ``total_steps``.
+
+    constant: ``base_lr`` throughout. cosine: from ``base_lr`` down to ~0 along half a
+    cosine. onecycle: linear warm-up from base_lr/25 to base_lr over the first ``warmup``
+    fraction, then cosine annealing to base_lr/1e4.
+    """
+    total = max(int(total_steps), 1)
+    t = min(max(step, 0), total) / total
+    if schedule == "constant":
+        return base_lr
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule == "onecycle":
+        start, end = base_lr / 25.0, base_lr / 1e4
+        if t < warmup:
+            return start + (base_lr - start) * t / warmup
+        u = (t - warmup) / max(1.0 - warmup, 1e-12)
+        return end + (base_lr - end) * 0.5 * (1.0 + math.cos(math.pi * u))
+    raise ValueError(f"schedule: unknown {schedule!r}; choose one of {', '.join(SCHEDULES)}")

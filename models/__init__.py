@@ -1,0 +1,1 @@
+"""Models shipped with digitpad (installed as the package data `digitpad.models`)."""
