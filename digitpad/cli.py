@@ -1,0 +1,287 @@
+"""The `digitpad` command: the desktop app, and train / eval / predict / download in the terminal.
+
+``digitpad`` alone starts the app. Heavy modules (NumPy, Qt) are imported inside the
+subcommands so ``digitpad --help`` and start-up stay quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none", "-"):
+        return ()
+    try:
+        sizes = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden: expected sizes like 256,128, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(f"--hidden: sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from digitpad import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="digitpad",
+        description="Draw a digit and watch a NumPy neural network read it; train and evaluate it here too.",
+    )
+    parser.add_argument("--version", action="version", version=f"digitpad {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("gui", help="start the desktop app (the default)")
+    p.add_argument("--model", metavar="PATH", help="model file to open (default: the last one used, else the shipped one)")
+
+    p = sub.add_parser("download", help="download MNIST (about 11 MB) and verify it")
+    p.add_argument("--data-dir", metavar="DIR", help="where to put it (default: your data folder)")
+
+    p = sub.add_parser("train", help="train a network on MNIST and save it")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files")
+    p.add_argument("--preset", choices=["quick", "standard", "best"], default="quick",
+                   help="starting settings; the options below change them (default: quick)")
+    p.add_argument("--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 256,128")
+    p.add_argument("--activation", choices=["relu", "leaky_relu", "tanh", "sigmoid"])
+    p.add_argument("--optimizer", choices=["adam", "sgd"])
+    p.add_argument("--lr", type=float, metavar="RATE", help="peak learning rate")
+    p.add_argument("--schedule", choices=["constant", "cosine", "onecycle"])
+    p.add_argument("--batch-size", type=_positive_int, metavar="N")
+    p.add_argument("--epochs", type=_positive_int, metavar="N")
+    p.add_argument("--weight-decay", type=float, metavar="L2")
+    p.add_argument("--dropout", type=float, metavar="P", help="dropout on hidden layers, 0 to <1")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="distort training digits at random (affine + elastic)")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="use only N training digits")
+    p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--out", metavar="PATH", help="where to save the model (default: your models folder)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("eval", help="test accuracy of a model on the MNIST test set")
+    p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files")
+    p.add_argument("--json", action="store_true", help="print accuracy, per-class accuracy and confusion as JSON")
+
+    p = sub.add_parser("predict", help="read the digit in image files (PNG, JPEG, BMP, …)")
+    p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    return parser
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"digitpad: {message}", file=sys.stderr)
+    return code
+
+
+def _load(path):
+    from digitpad.core.model_io import load_model, shipped_model_path
+
+    return load_model(path if path else shipped_model_path())
+
+
+def cmd_gui(args) -> int:
+    from digitpad.qt.app import run
+
+    return run(model_path=getattr(args, "model", None))
+
+
+def cmd_download(args) -> int:
+    from digitpad.core.data import DownloadError, download_mnist, tqdm_progress
+
+    progress = tqdm_progress()
+    try:
+        dest = download_mnist(args.data_dir, progress=progress)
+    except DownloadError as e:
+        return _fail(str(e), 1)
+    except KeyboardInterrupt:
+        return _fail("download interrupted; nothing half-written was kept", 130)
+    finally:
+        progress.close()
+    print(f"MNIST is ready in {dest}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import time
+
+    from tqdm import tqdm
+
+    from digitpad.core.data import DataError, load_mnist
+    from digitpad.core.model_io import build_metadata, save_model, user_models_dir
+    from digitpad.core.train import PRESETS, EpochRecord, Trainer, evaluate, with_overrides
+
+    try:
+        config = with_overrides(
+            PRESETS[args.preset], hidden=args.hidden, activation=args.activation, optimizer=args.optimizer,
+            lr=args.lr, schedule=args.schedule, batch_size=args.batch_size, epochs=args.epochs,
+            weight_decay=args.weight_decay, dropout=args.dropout, augment=args.augment, limit=args.limit,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        return _fail(f"invalid setting: {e}")
+    try:
+        mnist = load_mnist(args.data_dir)
+    except DataError as e:
+        return _fail(str(e), 1)
+    trainer = Trainer(config, mnist)
+    bar = tqdm(total=trainer.total_steps, unit="step", disable=args.quiet, file=sys.stderr,
+               dynamic_ncols=True, desc=f"{args.preset}")
+    t0 = time.perf_counter()
+    try:
+        for rec in trainer:
+            if isinstance(rec, EpochRecord):
+                bar.set_postfix_str(
+                    f"epoch {rec.epoch}/{config.epochs} loss {rec.train_loss:.4f} "
+                    f"val acc {rec.val_accuracy:.2%}", refresh=False)
+            elif rec.message:
+                bar.write(f"digitpad: {rec.message}")
+            else:
+                bar.update(rec.step - bar.n)
+                if rec.step % 50 == 0:
+                    bar.set_postfix_str(f"loss {rec.loss:.4f} acc {rec.accuracy:.1%}", refresh=False)
+    except KeyboardInterrupt:
+        trainer.stop()
+        bar.write("digitpad: stopping; keeping the best weights so far")
+        for _ in trainer:
+            pass
+    finally:
+        bar.close()
+    result = trainer.result
+    seconds = time.perf_counter() - t0
+    test_loss, test_acc = evaluate(result.model, mnist.test_images, mnist.test_labels)
+    metrics = {
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "val_accuracy": result.best_val_accuracy,
+        "best_epoch": result.best_epoch,
+        "epochs_done": result.epochs_done,
+        "train_seconds": round(result.seconds, 2),
+    }
+    meta = build_metadata(result.model, train_config=config.to_dict(), seed=config.seed, metrics=metrics,
+                          preset=args.preset, command=shlex.join(["digitpad", *args.argv]))
+    out = Path(args.out) if args.out else user_models_dir() / f"digitpad-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.npz"
+    if result.diverged and result.epochs_done == 0:
+        print(f"digitpad: {result.message}", file=sys.stderr)
+    path = save_model(out, result.model, meta)
+    summary = {
+        "model": str(path),
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "val_accuracy": result.best_val_accuracy,
+        "epochs": result.epochs_done,
+        "steps": result.steps,
+        "train_seconds": round(result.seconds, 3),
+        "total_seconds": round(seconds, 3),
+        "diverged": result.diverged,
+        "stopped": result.stopped,
+        "message": result.message,
+        "config": config.to_dict(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"test accuracy {test_acc:.2%} after {result.epochs_done} epochs "
+              f"({result.seconds:.1f} s of training); saved {path}")
+    return 1 if result.diverged and result.epochs_done == 0 else 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from digitpad.core.data import DataError, load_mnist
+    from digitpad.core.model_io import ModelFileError
+
+    try:
+        model, meta = _load(args.model)
+    except ModelFileError as e:
+        return _fail(str(e), 1)
+    try:
+        mnist = load_mnist(args.data_dir)
+    except DataError as e:
+        return _fail(str(e), 1)
+    labels = mnist.test_labels.astype(np.intp)
+    pred = np.concatenate([model.predict(mnist.test_images[s:s + 2000]) for s in range(0, len(labels), 2000)])
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    accuracy = float(np.trace(confusion) / len(labels))
+    per_class = (np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)).tolist()
+    if args.json:
+        print(json.dumps({"accuracy": accuracy, "n": int(len(labels)), "per_class": per_class,
+                          "confusion": confusion.tolist()}))
+    else:
+        name = args.model or "shipped model"
+        print(f"{name}: {model.describe()}")
+        print(f"test accuracy {accuracy:.2%} on {len(labels)} digits")
+        print("per class: " + "  ".join(f"{d}:{a:.1%}" for d, a in enumerate(per_class)))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from digitpad.core.model_io import ModelFileError
+    from digitpad.core.preprocess import preprocess
+    from digitpad.imageio import load_image
+
+    try:
+        model, meta = _load(args.model)
+    except ModelFileError as e:
+        return _fail(str(e), 1)
+    temperature = float(meta.get("temperature", 1.0))
+    failed = 0
+    for path in args.images:
+        try:
+            pre = preprocess(load_image(path))
+        except (ValueError, OSError) as e:
+            failed += 1
+            msg = str(e) if str(path) in str(e) else f"{path}: {e}"
+            if args.json:
+                print(json.dumps({"path": path, "error": msg}), flush=True)
+            else:
+                print(f"digitpad: {msg}", file=sys.stderr)
+            continue
+        if pre.blank:
+            out = {"path": path, "digit": None, "confidence": 0.0, "probabilities": [0.0] * 10, "blank": True}
+        else:
+            probs = model.predict_proba(pre.image.reshape(1, -1), temperature)[0]
+            digit = int(probs.argmax())
+            out = {"path": path, "digit": digit, "confidence": float(probs[digit]),
+                   "probabilities": [round(float(p), 6) for p in probs]}
+        if args.json:
+            print(json.dumps(out), flush=True)
+        elif out["digit"] is None:
+            print(f"{path}: blank (no ink found)")
+        else:
+            print(f"{path}: {out['digit']} ({out['confidence']:.1%})")
+    return 1 if failed else 0
+
+
+COMMANDS = {"gui": cmd_gui, "download": cmd_download, "train": cmd_train, "eval": cmd_eval,
+            "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    command = args.command or "gui"
+    return COMMANDS[command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

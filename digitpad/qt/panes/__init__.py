@@ -1,0 +1,1 @@
+"""The pyqtgraph panes of the main window."""
