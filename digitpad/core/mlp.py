@@ -68,14 +68,13 @@ def _init_scale(activation: str, fan_in: int, fan_out: int) -> float:
     """Standard deviation matched to the activation: He for ReLU kinds, Glorot for tanh/sigmoid."""
     if activation in ("relu", "leaky_relu"):
         return np.sqrt(2.0 / fan_in)
-    if activation == "sigmoid":
-        # Glorot for the logistic function: 4x the tanh scale (its slope at 0 is 1/4)
-        return 4.0 * np.sqrt(2.0 / (fan_in + fan_out))
+    # Glorot for tanh and sigmoid. No compensation for the sigmoid's slope of 1/4: that
+    # factor per layer is the vanishing gradient this app exists to show.
     return np.sqrt(2.0 / (fan_in + fan_out))
 
 
 def as_batch(x: np.ndarray, n_in: int) -> np.ndarray:
-    """Accept (n_in,), (28, 28), (N, 28, 28) or (N, n_in); return (N, n_in) float32."""
+    """Accept (n_in,), (28, 28), (N, 28, 28) or (N, n_in); return (N, n_in) float (uint8 scaled to [0, 1])."""
     x = np.asarray(x)
     if x.ndim == 1 or (x.ndim == 2 and x.size == n_in and x.shape[1] != n_in):
         x = x.reshape(1, -1)
@@ -85,6 +84,8 @@ def as_batch(x: np.ndarray, n_in: int) -> np.ndarray:
         raise ValueError(f"input: expected {n_in} values per sample, got shape {np.shape(x)}")
     if x.dtype == np.uint8:
         return x.astype(np.float32) * np.float32(1 / 255)
+    if x.dtype == np.float64:
+        return x  # kept for float64 checks (gradient tests); the app passes float32
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

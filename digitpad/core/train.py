@@ -374,20 +374,23 @@ class Trainer:
                     n = len(y)
                     ws = ws_full.view(n)
                     lr = learning_rate(cfg.schedule, cfg.lr, step, self.total_steps)
-                    probs = model.forward_train(x, ws, cfg.dropout, self._rng_dropout)  # (n, 10)
-                    p_true = probs[ws.rows[:n], y]
-                    loss = float(-np.log(np.maximum(p_true, 1e-30)).mean())
+                    with np.errstate(over="ignore", invalid="ignore"):  # divergence is handled below
+                        probs = model.forward_train(x, ws, cfg.dropout, self._rng_dropout)  # (n, 10)
+                        p_true = probs[ws.rows[:n], y]
+                        loss = float(-np.log(np.maximum(p_true, 1e-30)).mean())
                     batch_correct = int((probs.argmax(1) == y).sum())
                     if not math.isfinite(loss):
                         message = self._diverged_message("loss", step + 1, lr)
                         break
-                    model.backward(x, y, ws, cfg.dropout)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        model.backward(x, y, ws, cfg.dropout)
                     want_stats = cfg.stats_every and (step % cfg.stats_every == 0)
                     before = [w.copy() for w in model.weights] if want_stats else None
                     grad_layers = None
                     if want_stats:
                         grad_layers = ([g.copy() for g in ws.grad_w], [g.copy() for g in ws.grad_b])
-                    opt.update(params, grads, lr)
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        opt.update(params, grads, lr)
                     step += 1
                     loss_sum += loss * n
                     correct += batch_correct

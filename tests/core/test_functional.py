@@ -1,0 +1,79 @@
+"""Activations, derivatives, softmax and cross-entropy against finite differences and extreme inputs."""
+
+import numpy as np
+import pytest
+
+from digitpad.core.functional import (
+    ACTIVATIONS,
+    DERIVATIVES,
+    cross_entropy,
+    cross_entropy_grad,
+    log_softmax,
+    softmax,
+)
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_derivative_through_output_matches_finite_differences(name):
+    rng = np.random.default_rng(1)
+    z = rng.uniform(-3, 3, size=200)
+    z = z[np.abs(z) > 1e-3]  # away from the ReLU kink
+    h = 1e-6
+    numeric = (ACTIVATIONS[name](z + h) - ACTIVATIONS[name](z - h)) / (2 * h)
+    out = ACTIVATIONS[name](z.copy())
+    analytic = DERIVATIVES[name](out, np.ones_like(z))
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_sigmoid_derivative_is_at_most_a_quarter():
+    z = np.linspace(-20, 20, 10001)
+    out = ACTIVATIONS["sigmoid"](z.copy())
+    d = DERIVATIVES["sigmoid"](out, np.ones_like(z))
+    assert d.max() == pytest.approx(0.25, abs=1e-6)
+    assert np.all(d <= 0.25 + 1e-12)
+
+
+def test_sigmoid_does_not_overflow():
+    out = ACTIVATIONS["sigmoid"](np.array([-1e4, 0.0, 1e4], dtype=np.float32))
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(out, [0.0, 0.5, 1.0], atol=1e-7)
+
+
+def test_softmax_sums_to_one_and_survives_extreme_logits():
+    logits = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [3.0, 1.0, 0.2]], dtype=np.float32)
+    p = softmax(logits)
+    assert np.all(np.isfinite(p))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(p[0], [1.0, 0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(p[1], [1 / 3] * 3, rtol=1e-6)
+
+
+def test_cross_entropy_is_finite_with_huge_logits():
+    logits = np.array([[1e4, -1e4], [-1e4, 1e4]], dtype=np.float32)
+    labels = np.array([1, 0])
+    loss = cross_entropy(logits, labels)
+    assert np.isfinite(loss) and loss == pytest.approx(2e4, rel=1e-4)
+    g = cross_entropy_grad(logits, labels)
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g, [[0.5, -0.5], [-0.5, 0.5]], atol=1e-6)
+
+
+def test_cross_entropy_gradient_matches_finite_differences():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(4, 10))
+    labels = rng.integers(0, 10, size=4)
+    g = cross_entropy_grad(logits, labels)
+    h = 1e-6
+    numeric = np.zeros_like(logits)
+    for idx in np.ndindex(logits.shape):
+        up, down = logits.copy(), logits.copy()
+        up[idx] += h
+        down[idx] -= h
+        numeric[idx] = (cross_entropy(up, labels) - cross_entropy(down, labels)) / (2 * h)
+    np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_temperature_softens_probabilities():
+    logits = np.array([[4.0, 1.0, 0.0]])
+    assert softmax(logits, 2.0).max() < softmax(logits).max() < softmax(logits, 0.5).max()
+    np.testing.assert_allclose(np.exp(log_softmax(logits, 2.0)), softmax(logits, 2.0), rtol=1e-6)

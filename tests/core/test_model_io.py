@@ -1,0 +1,159 @@
+"""Model files: round trip, atomic save, and refusal of anything unsafe or malformed."""
+
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+from digitpad.core import model_io
+from digitpad.core.mlp import MLP, MLPConfig
+from digitpad.core.model_io import ModelFileError, build_metadata, load_model, save_model
+
+
+@pytest.fixture
+def model():
+    return MLP(MLPConfig(hidden=(16, 8)), 3)
+
+
+def test_round_trip_gives_identical_predictions(tmp_path, model):
+    path = save_model(tmp_path / "m.npz", model, build_metadata(model, seed=3, metrics={"test_accuracy": 0.5}))
+    loaded, meta = load_model(path)
+    x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    assert meta["layer_sizes"] == [784, 16, 8, 10] and meta["seed"] == 3
+    assert meta["metrics"]["test_accuracy"] == 0.5
+    assert {"format_version", "created", "digitpad_version", "preprocess_version", "activation"} <= set(meta)
+
+
+def test_save_is_atomic_previous_file_survives_a_failed_save(tmp_path, model, monkeypatch):
+    path = save_model(tmp_path / "m.npz", model)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", boom)
+    with pytest.raises(OSError):
+        save_model(path, MLP(MLPConfig(hidden=(4,)), 0))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]  # no temporary left behind
+
+
+def test_non_finite_model_is_not_saved(tmp_path, model):
+    model.weights[0][0, 0] = np.nan
+    with pytest.raises(ModelFileError, match="finite"):
+        save_model(tmp_path / "m.npz", model)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def _write_npz(path, **arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _meta(**over):
+    m = {"format_version": 1, "layer_sizes": [784, 4, 10], "activation": "relu"}
+    m.update(over)
+    return np.frombuffer(json.dumps(m).encode(), np.uint8)
+
+
+def _good_arrays():
+    return dict(w0=np.zeros((784, 4), np.float32), b0=np.zeros(4, np.float32),
+                w1=np.zeros((4, 10), np.float32), b1=np.zeros(10, np.float32))
+
+
+class Boom:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickled_object_is_refused_without_running_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.npz"
+    buf = io.BytesIO()
+    np.save(buf, np.array([Boom()], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.npy", _npy(_meta()))
+        z.writestr("w0.npy", buf.getvalue())
+    with pytest.raises(ModelFileError, match="evil.npz"):
+        load_model(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def _npy(arr):
+    b = io.BytesIO()
+    np.save(b, arr)
+    return b.getvalue()
+
+
+def test_raw_pickle_file_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "model.npz"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(ModelFileError, match="model.npz"):
+        load_model(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.parametrize("case, match", [
+    ("empty", "empty"),
+    ("missing", "no such"),
+    ("text", "npz|readable|safely"),
+    ("no_meta", "metadata"),
+    ("bad_json", "JSON"),
+    ("version", "format version"),
+    ("shape", "shape"),
+    ("dtype", "float32"),
+    ("nan", "NaN"),
+    ("missing_array", "missing"),
+    ("extra", "unexpected"),
+    ("activation", "activation"),
+])
+def test_malformed_files_are_refused_with_the_file_named(tmp_path, case, match):
+    path = tmp_path / f"{case}.npz"
+    arrays = _good_arrays()
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "text":
+        path.write_text("hello")
+    elif case == "missing":
+        pass
+    else:
+        meta = _meta()
+        if case == "no_meta":
+            meta = None
+        elif case == "bad_json":
+            meta = np.frombuffer(b"{not json", np.uint8)
+        elif case == "version":
+            meta = _meta(format_version=99)
+        elif case == "activation":
+            meta = _meta(activation="softsign")
+        elif case == "shape":
+            arrays["w0"] = np.zeros((784, 5), np.float32)
+        elif case == "dtype":
+            arrays["w1"] = np.zeros((4, 10), np.float64)
+        elif case == "nan":
+            arrays["b1"] = np.full(10, np.nan, np.float32)
+        elif case == "missing_array":
+            del arrays["b0"]
+        elif case == "extra":
+            arrays["junk"] = np.zeros(3, np.float32)
+        if meta is not None:
+            arrays["metadata"] = meta
+        _write_npz(path, **arrays)
+    with pytest.raises(ModelFileError, match=match) as err:
+        load_model(path)
+    assert path.name in str(err.value)
+
+
+def test_shipped_model_is_found_and_loads():
+    path = model_io.shipped_model_path()
+    if not path.is_file():
+        pytest.skip(f"no shipped model at {path}")
+    model, meta = load_model(path)
+    assert model.config.layer_sizes[0] == 784 and model.config.layer_sizes[-1] == 10
+    assert meta["metrics"]["test_accuracy"] >= 0.98

@@ -1,0 +1,173 @@
+"""Training: determinism, records, stop, divergence, optimisers and schedules, real MNIST accuracy."""
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from digitpad.core.mlp import MLP, MLPConfig
+from digitpad.core.optim import SGD, Adam, learning_rate
+from digitpad.core.train import (
+    GRAD_LOG_EDGES,
+    PRESETS,
+    EpochRecord,
+    StepRecord,
+    TrainConfig,
+    Trainer,
+    evaluate,
+    train,
+)
+
+
+def tiny_mnist(n=1200, seed=0):
+    """Ten separable blobs dressed as MNIST: class k lights up row band k."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = (rng.random((n, 28, 28)) * 40).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 + 2 * k: 4 + 2 * k, 4:24] = 230
+    return SimpleNamespace(train_images=images, train_labels=labels,
+                           test_images=images[:200], test_labels=labels[:200])
+
+
+SMALL = TrainConfig(hidden=(32, 16), epochs=2, batch_size=50, val_size=200, lr=3e-3, stats_every=5,
+                    snapshot_every=4, probe_size=64)
+
+
+def test_same_seed_gives_identical_weights_and_losses():
+    data = tiny_mnist()
+    runs = []
+    for _ in range(2):
+        t = Trainer(SMALL, data)
+        losses = [r.loss for r in t if isinstance(r, StepRecord)]
+        runs.append((losses, t.result.model))
+    assert runs[0][0] == runs[1][0]
+    for wa, wb in zip(runs[0][1].weights, runs[1][1].weights):
+        np.testing.assert_array_equal(wa, wb)
+    other = Trainer(replace(SMALL, seed=1), data)
+    assert [r.loss for r in other if isinstance(r, StepRecord)] != runs[0][0]
+
+
+def test_records_carry_per_layer_statistics_as_copies():
+    data = tiny_mnist()
+    t = Trainer(SMALL, data)
+    records = list(t)
+    steps = [r for r in records if isinstance(r, StepRecord)]
+    epochs = [r for r in records if isinstance(r, EpochRecord)]
+    assert len(epochs) == 2 and epochs[-1].epoch == 2
+    assert steps[-1].step == t.total_steps == 2 * 20
+    with_stats = [r for r in steps if r.layers is not None]
+    assert len(with_stats) == t.total_steps // SMALL.stats_every
+    first = with_stats[0].layers
+    assert len(first) == 3  # two hidden layers and the output layer
+    for layer in first:
+        assert layer.grad_hist.shape == (len(GRAD_LOG_EDGES) - 1,)
+        assert layer.grad_norm > 0 and 0 <= layer.dead_fraction <= 1
+        assert layer.act_hist.sum() > 0
+        assert np.isfinite(layer.update_ratio) and layer.update_ratio > 0
+    snaps = [r for r in steps if r.weights is not None]
+    assert len(snaps) == t.total_steps // SMALL.snapshot_every
+    w_early, w_late = snaps[0].weights[0][0], snaps[-1].weights[0][0]
+    assert not np.array_equal(w_early, w_late)  # copies, not views of the live buffers
+
+
+def test_training_learns_and_returns_best_validation_model():
+    data = tiny_mnist()
+    result = train(SMALL, data)
+    assert result.best_val_accuracy > 0.9
+    assert result.history[result.best_epoch - 1].val_accuracy == result.best_val_accuracy
+    _, acc = evaluate(result.model, data.test_images, data.test_labels)
+    assert acc > 0.9
+
+
+def test_stop_ends_at_a_step_boundary_and_keeps_best_so_far():
+    data = tiny_mnist()
+    t = Trainer(replace(SMALL, epochs=5), data)
+    n = 0
+    for r in t:
+        if isinstance(r, StepRecord):
+            n += 1
+            if n == 7:
+                t.stop()
+    assert n == 7
+    assert t.result.stopped and t.result.steps == 7
+    assert t.result.model.is_finite()
+
+
+def test_absurd_learning_rate_diverges_and_restores_finite_weights():
+    data = tiny_mnist()
+    cfg = replace(SMALL, lr=1e6, optimizer="sgd", epochs=3)
+    t = Trainer(cfg, data)
+    records = list(t)
+    assert t.result.diverged
+    assert "learning rate" in t.result.message and "too high" in t.result.message
+    assert records[-1].message == t.result.message
+    assert t.result.model.is_finite() and t.model.is_finite()
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_every_activation_and_optimizer_learns(activation, optimizer):
+    cfg = replace(SMALL, activation=activation, optimizer=optimizer, lr=3e-3 if optimizer == "adam" else 0.1,
+                  epochs=3, dropout=0.1, weight_decay=1e-4)
+    result = train(cfg, tiny_mnist())
+    assert result.best_val_accuracy > 0.5
+
+
+def test_sigmoid_gradients_vanish_toward_the_input():
+    cfg = replace(SMALL, hidden=(32, 32, 32, 32), activation="sigmoid", epochs=1, stats_every=1)
+    t = Trainer(cfg, tiny_mnist())
+    layers = next(r for r in t if isinstance(r, StepRecord) and r.layers).layers
+    t.stop()
+    assert layers[0].grad_norm < layers[-1].grad_norm / 10
+
+
+def test_config_refuses_bad_values_naming_the_field():
+    for field, value in [("lr", -1.0), ("batch_size", 0), ("dropout", 1.0), ("activation", "x"),
+                         ("epochs", 0), ("schedule", "step"), ("hidden", (0,))]:
+        with pytest.raises(ValueError, match=f"^{field}"):
+            replace(SMALL, **{field: value})
+    with pytest.raises(ValueError, match="not a training setting"):
+        TrainConfig.from_dict({"learning_rate": 1})
+    assert TrainConfig.from_dict(SMALL.to_dict()) == SMALL
+
+
+def test_schedules():
+    assert learning_rate("constant", 0.1, 50, 100) == 0.1
+    assert learning_rate("cosine", 0.1, 0, 100) == pytest.approx(0.1)
+    assert learning_rate("cosine", 0.1, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    peak = max(learning_rate("onecycle", 0.1, s, 100) for s in range(101))
+    assert peak == pytest.approx(0.1, rel=1e-6)
+    assert learning_rate("onecycle", 0.1, 0, 100) == pytest.approx(0.004)
+    assert learning_rate("onecycle", 0.1, 100, 100) == pytest.approx(1e-5)
+
+
+def test_adam_and_sgd_minimise_a_quadratic():
+    for make in (lambda p: Adam(p), lambda p: SGD(p, momentum=0.9, nesterov=True)):
+        w = np.array([[3.0, -2.0]], dtype=np.float32)
+        opt = make([w])
+        for _ in range(500):
+            opt.update([w], [2 * w.copy()], 0.05)
+        assert np.abs(w).max() < 0.05
+
+
+def test_adam_first_step_moves_each_weight_by_lr():
+    w = np.array([[1.0, 1.0]], dtype=np.float32)
+    Adam([w]).update([w], [np.array([[0.5, -2.0]], dtype=np.float32)], 0.01)
+    np.testing.assert_allclose(w, [[0.99, 1.01]], rtol=1e-5)
+
+
+@pytest.mark.mnist
+def test_one_epoch_on_5000_digits_clearly_beats_chance(mnist):
+    cfg = TrainConfig(limit=5000, epochs=1, batch_size=64)
+    result = train(cfg, mnist)
+    _, acc = evaluate(result.model, mnist.test_images, mnist.test_labels)
+    assert acc > 0.8
+
+
+@pytest.mark.mnist
+def test_quick_preset_reaches_97_percent_on_the_full_set(mnist):
+    result = train(PRESETS["quick"], mnist)
+    _, acc = evaluate(result.model, mnist.test_images, mnist.test_labels)
+    assert acc >= 0.97
