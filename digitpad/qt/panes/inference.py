@@ -1,0 +1,266 @@
+"""Panes that explain one reading: probabilities, the network's input, hidden activations, logits.
+
+Each pane takes a ``Reading`` (plain arrays) in ``show`` and updates items it created
+once. The activations pane rebuilds its items only when the network's shape changes
+(a different model), never per reading.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF
+
+from digitpad.qt.panes import THEMES, Theme, quiet_plot, style_plot
+from digitpad.qt.reading import Reading
+
+DIGITS = np.arange(10)
+DIGIT_TICKS = [[(i, str(i)) for i in range(10)]]
+
+
+def _bar_plot(plot_item, theme: Theme):
+    quiet_plot(plot_item)
+    plot_item.getAxis("bottom").setTicks(DIGIT_TICKS)
+    plot_item.setXRange(-0.6, 9.6, padding=0)
+    style_plot(plot_item, theme)
+
+
+class ProbabilitiesPane(pg.PlotWidget):
+    """Ten bars, one per digit, with their values; the winner highlighted."""
+
+    def __init__(self, parent=None, theme: Theme = THEMES["dark"]):
+        super().__init__(parent)
+        self.setObjectName("probabilities")
+        self.setAccessibleName("Probabilities of each digit")
+        self.setMinimumSize(240, 150)
+        self._theme = theme
+        self._digit = None
+        pi = self.getPlotItem()
+        _bar_plot(pi, theme)
+        pi.setYRange(0, 1.18, padding=0)
+        pi.getAxis("left").setTicks([[(0, "0"), (0.5, "50%"), (1.0, "100%")]])
+        pi.showGrid(y=True, alpha=0.15)
+        self.bars = pg.BarGraphItem(x=DIGITS, height=np.zeros(10), width=0.72, brushes=[theme.bar] * 10,
+                                    pen=pg.mkPen(None))
+        pi.addItem(self.bars)
+        self.values = []
+        for i in range(10):
+            t = pg.TextItem("", anchor=(0.5, 1.0), color=theme.foreground)
+            t.setPos(i, 0.0)
+            pi.addItem(t)
+            self.values.append(t)
+        self.probabilities = np.zeros(10, np.float32)
+        self.apply_theme(theme)
+
+    def set_reading(self, reading: Reading) -> None:
+        p = reading.probabilities
+        self.probabilities = p
+        self._digit = reading.digit
+        self.bars.setOpts(height=p, brushes=self._brushes())
+        for i, t in enumerate(self.values):
+            t.setText("" if reading.blank else _percent(p[i]))
+            t.setPos(i, float(p[i]) + 0.01)
+
+    def _brushes(self):
+        th = self._theme
+        return [th.accent if i == self._digit else th.bar for i in range(10)]
+
+    def apply_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self.setBackground(theme.background)
+        style_plot(self.getPlotItem(), theme)
+        self.bars.setOpts(brushes=self._brushes())
+        for t in self.values:
+            t.setColor(theme.foreground)
+
+
+def _percent(p: float) -> str:
+    if p >= 0.995:
+        return "100%"
+    if p >= 0.0995:
+        return f"{p:.0%}"
+    if p >= 0.001:
+        return f"{p:.1%}"
+    return "0"
+
+
+class NetworkInputPane(pg.GraphicsLayoutWidget):
+    """The 28x28 input after preprocessing, as the network sees it."""
+
+    def __init__(self, parent=None, theme: Theme = THEMES["dark"]):
+        super().__init__(parent)
+        self.setObjectName("network_input")
+        self.setAccessibleName("The 28 by 28 input the network sees")
+        self.setMinimumSize(140, 140)
+        self.ci.setContentsMargins(4, 4, 4, 4)
+        self.view = self.addViewBox(lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
+        self.view.setDefaultPadding(0.0)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setImage(np.zeros((28, 28), np.float32), autoLevels=False, levels=(0.0, 1.0))
+        self.view.addItem(self.image)
+        self.frame = pg.QtWidgets.QGraphicsRectItem(QRectF(0, 0, 28, 28))
+        self.view.addItem(self.frame)
+        self.view.setRange(QRectF(-0.5, -0.5, 29, 29), padding=0)
+        self.apply_theme(theme)
+
+    def set_reading(self, reading: Reading) -> None:
+        self.image.setImage(reading.image28, autoLevels=False, levels=(0.0, 1.0))
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.setBackground(theme.background)
+        self.frame.setPen(pg.mkPen(theme.muted, width=0))
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """Rows and columns for showing ``n`` units as a grid about twice as wide as it is tall or square."""
+    cols = 2 ** math.ceil(math.log2(max(math.sqrt(n), 1)))
+    return math.ceil(n / cols), cols
+
+
+ACTIVATION_LEVELS = {"relu": None, "leaky_relu": None, "sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "sigmoid": "sigmoid", "tanh": "tanh"}
+
+
+class ActivationsPane(pg.GraphicsLayoutWidget):
+    """Each hidden layer's outputs for this drawing as a grid of units, coloured by value (silent = dark)."""
+
+    def __init__(self, parent=None, theme: Theme = THEMES["dark"]):
+        super().__init__(parent)
+        self.setObjectName("activations")
+        self.setAccessibleName("Hidden layer activations")
+        self.setMinimumSize(200, 120)
+        self.ci.setContentsMargins(4, 2, 4, 2)
+        self._theme = theme
+        self._sizes: tuple = ()
+        self._activation = "relu"
+        self.titles: list = []
+        self.images: list = []
+        self.silent_fraction: list[float] = []
+        self.cmap = pg.colormap.get("inferno")
+        self.setBackground(theme.background)
+
+    def set_layers(self, sizes: tuple, activation: str) -> None:
+        """Build one grid per hidden layer; called when the network's shape changes."""
+        sizes = tuple(int(s) for s in sizes)
+        if sizes == self._sizes and activation == self._activation and self.images:
+            return
+        self.clear()
+        self._sizes, self._activation = sizes, activation
+        self.titles, self.images = [], []
+        for i, n in enumerate(sizes):
+            title = self.addLabel("", row=0, col=i, color=self._theme.foreground, size="9pt")
+            view = self.addViewBox(row=1, col=i, lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
+            view.setDefaultPadding(0.02)
+            rows, cols = grid_shape(n)
+            img = pg.ImageItem(axisOrder="row-major")
+            img.setColorMap(self.cmap)
+            img.setImage(np.full((rows, cols), np.nan, np.float32), autoLevels=False, levels=(0.0, 1.0))
+            view.addItem(img)
+            view.setRange(QRectF(0, 0, cols, rows), padding=0.02)
+            self.titles.append(title)
+            self.images.append(img)
+        self.silent_fraction = [0.0] * len(sizes)
+        self._set_titles(None)
+
+    def set_reading(self, reading: Reading) -> None:
+        fixed = ACTIVATION_LEVELS.get(self._activation)
+        for i, (img, a) in enumerate(zip(self.images, reading.activations)):
+            rows, cols = grid_shape(len(a))
+            grid = np.full(rows * cols, np.nan, np.float32)
+            grid[: len(a)] = a
+            grid = grid.reshape(rows, cols)  # (rows, cols), unused cells NaN (transparent)
+            if fixed is None:
+                top = float(np.max(a)) if len(a) else 1.0
+                levels = (0.0, top if top > 1e-6 else 1.0)
+            else:
+                levels = fixed
+            img.setImage(grid, autoLevels=False, levels=levels)
+            self.silent_fraction[i] = float(np.mean(a <= 0.0)) if len(a) else 0.0
+        self._set_titles(None if reading.blank else self.silent_fraction)
+
+    def _set_titles(self, silent) -> None:
+        name = ACTIVATION_NAMES.get(self._activation, self._activation)
+        for i, (t, n) in enumerate(zip(self.titles, self._sizes)):
+            text = f"layer {i + 1}: {n} {name} units"
+            if silent is not None and self._activation in ("relu",):
+                text += f" · {silent[i]:.0%} silent"
+            t.setText(text, color=self._theme.foreground)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self.setBackground(theme.background)
+        self._set_titles(None)
+
+
+class LogitsPane(pg.GraphicsLayoutWidget):
+    """The output layer's scores (logits) beside their softmax probabilities, which sum to 1."""
+
+    def __init__(self, parent=None, theme: Theme = THEMES["dark"]):
+        super().__init__(parent)
+        self.setObjectName("logits")
+        self.setAccessibleName("Output scores and their softmax probabilities")
+        self.setMinimumSize(240, 140)
+        self.ci.setContentsMargins(2, 2, 2, 2)
+        self._theme = theme
+        self._digit = None
+        self._logits = np.zeros(10, np.float32)
+        self.scores_plot = self.addPlot(row=0, col=0, title="scores (logits) z")
+        self.probs_plot = self.addPlot(row=0, col=1, title="softmax: e^z / Σ e^z")
+        for pi in (self.scores_plot, self.probs_plot):
+            _bar_plot(pi, theme)
+        self.scores_plot.setYRange(-1, 1, padding=0)
+        self.probs_plot.setYRange(0, 1.05, padding=0)
+        self.probs_plot.getAxis("left").setTicks([[(0, "0"), (0.5, "0.5"), (1.0, "1")]])
+        self.score_bars = pg.BarGraphItem(x=DIGITS, height=np.zeros(10), width=0.7, brushes=[theme.bar] * 10,
+                                          pen=pg.mkPen(None))
+        self.prob_bars = pg.BarGraphItem(x=DIGITS, height=np.zeros(10), width=0.7, brushes=[theme.bar] * 10,
+                                         pen=pg.mkPen(None))
+        self.scores_plot.addItem(self.score_bars)
+        self.probs_plot.addItem(self.prob_bars)
+        self.zero_line = pg.InfiniteLine(pos=0, angle=0, pen=pg.mkPen(theme.muted))
+        self.scores_plot.addItem(self.zero_line)
+        self.caption = self.addLabel("", row=1, col=0, colspan=2, size="9pt")
+        self.apply_theme(theme)
+
+    def set_reading(self, reading: Reading) -> None:
+        z, p = reading.logits, reading.probabilities
+        self._digit, self._logits = reading.digit, z
+        self.score_bars.setOpts(height=z, brushes=self._score_brushes())
+        self.prob_bars.setOpts(height=p, brushes=self._prob_brushes())
+        lo, hi = float(min(z.min(), 0.0)), float(max(z.max(), 0.0))
+        pad = max(hi - lo, 1.0) * 0.08
+        self.scores_plot.setYRange(lo - pad, hi + pad, padding=0)
+        self._set_caption(reading)
+
+    def _set_caption(self, reading: Reading | None) -> None:
+        th = self._theme
+        if reading is None or reading.blank:
+            text = "softmax turns scores into probabilities that sum to 1"
+        else:
+            d = reading.digit
+            t = f" (temperature {reading.temperature:.2f})" if reading.temperature != 1.0 else ""
+            text = (f"z<sub>{d}</sub> = {reading.logits[d]:.2f} is the highest score → p<sub>{d}</sub> = "
+                    f"{reading.probabilities[d]:.3f};  Σ p = {float(reading.probabilities.sum()):.3f}{t}")
+        self.caption.setText(text, color=th.foreground)
+
+    def _score_brushes(self):
+        th = self._theme
+        return [th.accent if i == self._digit else (th.negative if self._logits[i] < 0 else th.bar)
+                for i in range(10)]
+
+    def _prob_brushes(self):
+        th = self._theme
+        return [th.accent if i == self._digit else th.bar for i in range(10)]
+
+    def apply_theme(self, theme: Theme) -> None:
+        self._theme = theme
+        self.setBackground(theme.background)
+        for pi in (self.scores_plot, self.probs_plot):
+            style_plot(pi, theme)
+            pi.titleLabel.setText(pi.titleLabel.text, color=theme.foreground, size="9pt")
+        self.zero_line.setPen(pg.mkPen(theme.muted))
+        self.score_bars.setOpts(brushes=self._score_brushes())
+        self.prob_bars.setOpts(brushes=self._prob_brushes())
+        self._set_caption(None)
