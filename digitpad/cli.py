@@ -76,7 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="test accuracy of a model on the MNIST test set")
     p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with the MNIST files")
-    p.add_argument("--json", action="store_true", help="print accuracy, per-class accuracy and confusion as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print accuracy (with its 95%% interval), per-class accuracy, confusion and calibration as JSON")
+    p.add_argument("--mistakes", metavar="DIR",
+                   help="write the misread test digits as PNG files named with index, label, answer and confidence")
+    p.add_argument("--temperature", type=float, metavar="T",
+                   help="softmax temperature for the probabilities (default: the model's own, else 1)")
+    p.add_argument("--fit-temperature", action="store_true",
+                   help="also fit a temperature on the model's validation split and report the calibration with it")
 
     p = sub.add_parser("predict", help="read the digit in image files (PNG, JPEG, BMP, …)")
     p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
@@ -202,34 +209,84 @@ def cmd_train(args) -> int:
     return 1 if result.diverged and result.epochs_done == 0 else 0
 
 
-def cmd_eval(args) -> int:
+def mistake_file_name(index: int, label: int, answer: int, confidence: float) -> str:
+    """``00042_label7_read1_93pct.png``: test index, true label, the model's answer, its confidence."""
+    return f"{index:05d}_label{label}_read{answer}_{int(round(confidence * 100))}pct.png"
+
+
+def _write_mistakes(folder: Path, images, evaluation) -> int:
     import numpy as np
 
+    from digitpad.imageio import save_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in evaluation.mistakes:
+        name = mistake_file_name(int(i), int(evaluation.labels[i]), int(evaluation.predictions[i]),
+                                 float(evaluation.confidences[i]))
+        save_png(folder / name, np.asarray(images[i]).reshape(28, 28))
+    return len(evaluation.mistakes)
+
+
+def cmd_eval(args) -> int:
+    import math
+
     from digitpad.core.data import DataError, load_mnist
+    from digitpad.core.evaluate import evaluate_logits, evaluate_model, fit_temperature, validation_split
     from digitpad.core.model_io import ModelFileError
 
     try:
         model, meta = _load(args.model)
     except ModelFileError as e:
         return _fail(str(e), 1)
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
+        return _fail(f"--temperature: must be a positive number, got {args.temperature}")
     try:
         mnist = load_mnist(args.data_dir)
     except DataError as e:
         return _fail(str(e), 1)
-    labels = mnist.test_labels.astype(np.intp)
-    pred = np.concatenate([model.predict(mnist.test_images[s:s + 2000]) for s in range(0, len(labels), 2000)])
-    confusion = np.zeros((10, 10), dtype=np.int64)
-    np.add.at(confusion, (labels, pred), 1)
-    accuracy = float(np.trace(confusion) / len(labels))
-    per_class = (np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)).tolist()
-    if args.json:
-        print(json.dumps({"accuracy": accuracy, "n": int(len(labels)), "per_class": per_class,
-                          "confusion": confusion.tolist()}))
+    if args.temperature is not None:
+        temperature = float(args.temperature)
     else:
-        name = args.model or "shipped model"
-        print(f"{name}: {model.describe()}")
-        print(f"test accuracy {accuracy:.2%} on {len(labels)} digits")
-        print("per class: " + "  ".join(f"{d}:{a:.1%}" for d, a in enumerate(per_class)))
+        try:
+            temperature = float(meta.get("temperature", 1.0))
+        except (TypeError, ValueError):
+            temperature = 1.0
+        if not (math.isfinite(temperature) and temperature > 0):
+            temperature = 1.0
+    ev = evaluate_model(model, mnist.test_images, mnist.test_labels, temperature=temperature)
+    out = ev.to_dict()
+    if temperature != 1.0:
+        out["ece_uncalibrated"] = evaluate_logits(ev.logits, ev.labels).ece
+    if args.fit_temperature:
+        try:
+            val_images, val_labels = validation_split(mnist, meta.get("train_config"))
+        except ValueError as e:
+            return _fail(f"cannot fit a temperature: {e}", 1)
+        fitted = fit_temperature(model, val_labels, images=val_images)
+        out["fitted_temperature"] = fitted
+        out["ece_fitted"] = evaluate_logits(ev.logits, ev.labels, fitted).ece
+    if args.mistakes:
+        try:
+            out["mistakes_written"] = _write_mistakes(Path(args.mistakes), mnist.test_images, ev)
+        except OSError as e:
+            return _fail(f"--mistakes: cannot write into {args.mistakes}: {e}", 1)
+        out["mistakes_dir"] = str(Path(args.mistakes))
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    name = args.model or "shipped model"
+    lo, hi = ev.accuracy_ci95
+    print(f"{name}: {model.describe()}")
+    print(f"test accuracy {ev.accuracy:.2%} on {ev.n} digits (95% interval {lo:.2%} to {hi:.2%})")
+    print("per class: " + "  ".join(f"{d}:{a:.1%}" for d, a in enumerate(ev.per_class)))
+    print(f"calibration error (ECE, 15 bins) {ev.ece:.2%} at temperature {temperature:.3g}")
+    if "ece_uncalibrated" in out:
+        print(f"  without the temperature: {out['ece_uncalibrated']:.2%}")
+    if "fitted_temperature" in out:
+        print(f"temperature fitted on {len(val_labels)} validation digits: {out['fitted_temperature']:.3f}"
+              f" -> calibration error {out['ece_fitted']:.2%}")
+    if "mistakes_written" in out:
+        print(f"wrote {out['mistakes_written']} misread digits to {args.mistakes}")
     return 0
 
 

@@ -1,0 +1,77 @@
+"""`digitpad eval`: JSON with confusion, per-class accuracy and calibration; misread digits written as PNGs."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from digitpad.cli import main, mistake_file_name
+from digitpad.core.model_io import build_metadata, save_model
+from digitpad.core.train import TrainConfig, Trainer
+from digitpad.imageio import load_image
+
+
+@pytest.fixture(scope="module")
+def small_model(mnist, tmp_path_factory):
+    cfg = TrainConfig(hidden=(64,), epochs=1, limit=5000, lr=3e-3, stats_every=0, snapshot_every=0)
+    trainer = Trainer(cfg, mnist)
+    for _ in trainer:
+        pass
+    model = trainer.result.model
+    path = tmp_path_factory.mktemp("models") / "small.npz"
+    save_model(path, model, build_metadata(model, train_config=cfg.to_dict(), seed=cfg.seed))
+    return path, model
+
+
+def test_eval_json_has_confusion_per_class_and_calibration(small_model, mnist, mnist_dir, capsys, tmp_path):
+    path, model = small_model
+    out_dir = tmp_path / "wrong"
+    assert main(["eval", "--model", str(path), "--data-dir", str(mnist_dir), "--json",
+                 "--mistakes", str(out_dir), "--fit-temperature"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    confusion = np.array(out["confusion"])
+    assert out["n"] == 10000 and confusion.sum() == 10000
+    assert np.trace(confusion) / 10000 == pytest.approx(out["accuracy"])
+    assert 0.85 < out["accuracy"] < 0.99
+    lo, hi = out["accuracy_ci95"]
+    assert lo < out["accuracy"] < hi and hi - lo < 0.02
+    np.testing.assert_allclose(out["per_class"], np.diag(confusion) / confusion.sum(axis=1))
+    assert 0 < out["ece"] < 0.2 and out["temperature"] == 1.0
+    assert 0.2 < out["fitted_temperature"] < 5
+    assert out["mistakes"] == out["mistakes_written"] == 10000 - np.trace(confusion)
+
+    files = sorted(out_dir.glob("*.png"))
+    assert len(files) == out["mistakes"]
+    pattern = re.compile(r"(\d{5})_label(\d)_read(\d)_(\d+)pct\.png")
+    index = []
+    for f in files[:40]:
+        i, label, answer, pct = map(int, pattern.fullmatch(f.name).groups())
+        assert label == mnist.test_labels[i] and label != answer
+        probs = model.predict_proba(mnist.test_images[i])[0]
+        assert answer == probs.argmax() and pct == round(probs.max() * 100)
+        index.append(i)
+    np.testing.assert_array_equal(load_image(files[0])[:, :, 0], mnist.test_images[index[0]])
+    wrong = np.flatnonzero(model.predict(mnist.test_images) != mnist.test_labels)
+    assert sorted(int(pattern.fullmatch(f.name).group(1)) for f in files) == wrong.tolist()
+
+
+def test_eval_text_uses_the_model_temperature(small_model, mnist_dir, capsys, tmp_path):
+    path, model = small_model
+    hot = tmp_path / "hot.npz"
+    save_model(hot, model, build_metadata(model, temperature=2.0))
+    assert main(["eval", "--model", str(hot), "--data-dir", str(mnist_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["temperature"] == 2.0 and out["ece_uncalibrated"] != out["ece"]
+    assert main(["eval", "--model", str(hot), "--data-dir", str(mnist_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "95% interval" in text and "at temperature 2" in text
+
+
+def test_eval_refuses_a_bad_temperature(small_model, mnist_dir, capsys):
+    assert main(["eval", "--model", str(small_model[0]), "--data-dir", str(mnist_dir), "--temperature", "0"]) == 2
+    assert "--temperature" in capsys.readouterr().err
+
+
+def test_mistake_file_name():
+    assert mistake_file_name(42, 7, 1, 0.934) == "00042_label7_read1_93pct.png"
