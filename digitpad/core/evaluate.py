@@ -341,3 +341,43 @@ def top_units(model: MLP, x28: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.n
     order = np.argsort(-act, kind="stable")[:k]
     images = model.weights[0][:, order].T.reshape(k, 28, 28).astype(np.float32)  # (k, 28, 28)
     return order.astype(np.intp), images
+
+
+def map_to_input(image28: np.ndarray, pre, size: int) -> np.ndarray:
+    """Carry a 28x28 map (a saliency) back onto the picture ``preprocess`` read.
+
+    Parameters
+    ----------
+    image28 : ndarray, (28, 28)
+        Values on the network's input grid.
+    pre : Preprocessed
+        The record of what ``preprocess`` did to the picture: ``input_shape``, the ink's
+        ``bbox``, ``scale`` (output px per input px) and ``shift``. Preprocessing fits the
+        ink's box centred on (14, 14) + shift, so an input point (y, x) lands at
+        ``14 + shift + scale * ((y, x) - bbox centre)``.
+    size : int
+        Side of the result.
+
+    Returns
+    -------
+    ndarray, (size, size) float32
+        The map over the square in which the picture is shown centred (letterboxed), as
+        the canvas shows it; zero outside the picture and where the map is zero. A blank
+        result gives zeros.
+    """
+    from scipy import ndimage as ndi
+
+    out = np.zeros((size, size), np.float32)
+    if getattr(pre, "blank", False) or pre.bbox is None or not pre.scale > 0:
+        return out
+    h, w = pre.input_shape[:2]
+    side = max(h, w)
+    step = side / size  # input px per result px
+    r0, r1, c0, c1 = pre.bbox
+    dy, dx = pre.shift
+    centres = (np.arange(size) + 0.5) * step  # (size,) in the square's px
+    ys = 14.0 + dy + pre.scale * (centres - (side - h) / 2.0 - (r0 + r1) / 2.0) - 0.5  # (size,) output index
+    xs = 14.0 + dx + pre.scale * (centres - (side - w) / 2.0 - (c0 + c1) / 2.0) - 0.5
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")  # (size, size)
+    ndi.map_coordinates(np.asarray(image28, np.float32), [yy, xx], output=out, order=1, mode="constant", cval=0.0)
+    return out

@@ -179,3 +179,30 @@ def test_temperature_from_validation_lowers_test_calibration_error_on_mnist(mnis
     assert before.accuracy > 0.85
     assert after.ece < before.ece
     assert after.nll < before.nll
+
+
+def test_map_to_input_puts_the_28x28_image_back_where_the_ink_was(mnist):
+    from digitpad.core.evaluate import map_to_input
+    from digitpad.core.preprocess import Preprocessed, preprocess
+
+    digit = mnist.test_images[0]  # a 7
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    crop = digit[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32) / 255
+    picture = np.zeros((200, 300), np.float32)  # wide: shown letterboxed in a 300 px square
+    big = np.kron(crop, np.ones((6, 6), np.float32))  # 6 input px per MNIST px
+    picture[40:40 + big.shape[0], 170:170 + big.shape[1]] = big
+    pre = preprocess(picture)
+    assert not pre.blank
+    back = map_to_input(pre.image, pre, 150)  # 2 input px per result px
+    expected = np.zeros((300, 300), np.float32)
+    expected[50:250] = picture  # the letterboxed square
+    expected = expected.reshape(150, 2, 150, 2).mean(axis=(1, 3))
+    corr = np.corrcoef(back.ravel(), expected.ravel())[0, 1]
+    assert corr > 0.85
+    y, x = np.indices(back.shape)
+    centre = [((a * y).sum() / a.sum(), (a * x).sum() / a.sum()) for a in (back, expected)]
+    np.testing.assert_allclose(centre[0], centre[1], atol=1.5)  # within 3 input px
+    assert back[:20].max() == 0 and back[:, :75].max() == 0  # nothing where there was no ink
+    identity = Preprocessed(pre.image, False, input_shape=(28, 28), bbox=(0, 28, 0, 28), scale=1.0)
+    np.testing.assert_allclose(map_to_input(pre.image, identity, 28), pre.image, atol=1e-6)
+    assert not map_to_input(pre.image, preprocess(np.zeros((50, 50))), 40).any()
