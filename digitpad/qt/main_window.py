@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         self.canvas.pen_width_changed.connect(self._on_pen_width_changed)
 
         self._restore_settings()
+        self._update_status()
         self._load_initial_model(model_path)
         self._attach_controllers()
         self._update_edit_actions()
@@ -437,7 +438,7 @@ class MainWindow(QMainWindow):
         try:
             model, metadata = model_io.load_model(path)
         except (model_io.ModelFileError, OSError) as e:
-            log.warning("model %s: %s", path, e)
+            log.warning("could not load a model: %s", e)
             if not quiet:
                 self._model_problem(str(e))
             return False
@@ -676,7 +677,7 @@ class MainWindow(QMainWindow):
         if path.suffix.lower() != ".png":
             path = path.with_name(path.name + ".png")
         picture = self.canvas.picture
-        image = picture if picture is not None else gray_to_rgba(self.canvas.bitmap())
+        image = picture if picture is not None else self.canvas.bitmap()  # (H, W) white on black
         try:
             save_png(path, image)
         except (OSError, ValueError) as e:
@@ -716,25 +717,24 @@ class MainWindow(QMainWindow):
 
     # ---- messages and dialogs ------------------------------------------------------------------
 
-    def message(self, kind: str, title: str, text: str) -> QMessageBox:
+    def message(self, kind: str, title: str, text: str, name: str | None = None) -> QMessageBox:
         """A window-modal message that does not block the caller; kept in ``last_message``."""
         icon = {"warning": QMessageBox.Warning, "error": QMessageBox.Critical}.get(kind, QMessageBox.Information)
         box = QMessageBox(icon, title, text, QMessageBox.Ok, self)
-        box.setObjectName(f"message_{kind}")
+        box.setObjectName(name or f"message_{kind}")
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.last_message = box
         box.destroyed.connect(lambda *_: setattr(self, "last_message", None) if self.last_message is box else None)
         box.open()
-        self.statusBar().showMessage(text.splitlines()[-1], 10000)
+        if kind in ("warning", "error"):
+            self.statusBar().showMessage(text.splitlines()[-1], 10000)
         return box
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td>{html.escape(what)}</td><td>&nbsp;&nbsp;<b>{html.escape(keys)}</b></td></tr>"
                        for what, keys in SHORTCUTS)
-        box = self.message("info", "Keyboard shortcuts", "")
-        box.setObjectName("shortcuts_dialog")
-        box.setText(f"<table>{rows}</table>")
+        self.message("info", "Keyboard shortcuts", f"<table>{rows}</table>", name="shortcuts_dialog")
 
     def about_text(self) -> str:
         import pyqtgraph
@@ -771,9 +771,7 @@ class MainWindow(QMainWindow):
         return "".join(lines)
 
     def show_about(self) -> None:
-        box = self.message("info", "About digitpad", "")
-        box.setObjectName("about_dialog")
-        box.setText(self.about_text())
+        self.message("info", "About digitpad", self.about_text(), name="about_dialog")
 
     # ---- theme ---------------------------------------------------------------------------------
 
