@@ -199,6 +199,17 @@ class MLP:
 
     # ---- training: works in preallocated buffers -------------------------------------------
 
+    def pack_parameters(self) -> tuple[np.ndarray, np.ndarray]:
+        """Move all weights into one flat vector and all biases into another; return both.
+
+        ``weights[i]`` and ``biases[i]`` become views into them, so an optimiser can update
+        every weight in a few whole-vector passes instead of a few passes per layer.
+        """
+        flat_w, views_w = _pack(self.weights)
+        flat_b, views_b = _pack(self.biases)
+        self.weights, self.biases = views_w, views_b
+        return flat_w, flat_b
+
     def forward_train(self, x: np.ndarray, ws: "Workspace", dropout: float = 0.0, rng=None) -> np.ndarray:
         """Forward pass for training: fills ``ws.outs`` and returns the probabilities (B, n_out).
 
@@ -257,6 +268,18 @@ class MLP:
             delta = prev
 
 
+def _pack(arrays) -> tuple[np.ndarray, list]:
+    """One contiguous float32 vector holding ``arrays`` back to back, and views shaped like them."""
+    flat = np.empty(sum(a.size for a in arrays), np.float32)
+    views, start = [], 0
+    for a in arrays:
+        view = flat[start:start + a.size].reshape(a.shape)
+        view[...] = a
+        views.append(view)
+        start += a.size
+    return flat, views
+
+
 @dataclass
 class Workspace:
     """Buffers for one batch size, allocated once and reused every step."""
@@ -267,8 +290,10 @@ class Workspace:
     deltas: list = field(default_factory=list)  # dL/d(hidden pre-activation), (B, n_i)
     keep: list = field(default_factory=list)  # bool masks for dropout / ReLU, (B, n_i)
     rand: list = field(default_factory=list)  # uniform draws for dropout, (B, n_i)
-    grad_w: list = field(default_factory=list)
+    grad_w: list = field(default_factory=list)  # views into grad_flat_w, shaped like the weights
     grad_b: list = field(default_factory=list)
+    grad_flat_w: np.ndarray = None
+    grad_flat_b: np.ndarray = None
     rows: np.ndarray = None
 
     @classmethod
@@ -279,8 +304,8 @@ class Workspace:
         ws.deltas = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]]
         ws.keep = [np.empty((batch_size, n), bool) for n in sizes[1:-1]]
         ws.rand = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]] if dropout else []
-        ws.grad_w = [np.empty_like(w) for w in model.weights]
-        ws.grad_b = [np.empty_like(b) for b in model.biases]
+        ws.grad_flat_w, ws.grad_w = _pack(model.weights)
+        ws.grad_flat_b, ws.grad_b = _pack(model.biases)
         ws.rows = np.arange(batch_size)
         return ws
 

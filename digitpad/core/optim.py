@@ -83,11 +83,13 @@ class SGD:
                 p += vel
 
 
-def make_optimizer(name: str, params, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False):
+def make_optimizer(name: str, params, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False,
+                   decay=None):
+    """An optimiser for ``params``; ``decay[i]`` says whether L2 applies to ``params[i]`` (default: matrices)."""
     if name == "adam":
-        return Adam(params, weight_decay=weight_decay)
+        return Adam(params, weight_decay=weight_decay, decay=decay)
     if name == "sgd":
-        return SGD(params, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return SGD(params, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, decay=decay)
     raise ValueError(f"optimizer: unknown {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 

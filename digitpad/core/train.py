@@ -25,6 +25,7 @@ import numpy as np
 from digitpad.core.functional import HIDDEN_ACTIVATIONS, log_softmax
 from digitpad.core.mlp import MLP, MLPConfig, Workspace, as_batch
 from digitpad.core.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
+from digitpad.core.threads import BlasThreads
 
 GRAD_LOG_EDGES = np.linspace(-10.0, 0.0, 41)  # histogram of log10 |gradient|
 ACT_EDGES = {
@@ -162,6 +163,7 @@ class StepRecord:
     layers: tuple | None = None  # tuple[LayerStats, ...], one per weight layer
     weights: tuple | None = None  # copies of (weights, biases) lists for live reading
     message: str | None = None  # set when the run stopped by itself
+    blas_threads: int = 1  # matrix-product threads in use (chosen by timing the steps)
 
 
 @dataclass(frozen=True)
@@ -343,12 +345,20 @@ class Trainer:
             yield xbuf[:n], self.train_labels[idx]
 
     def run(self):
+        threads = BlasThreads()
+        try:
+            return (yield from self._run(threads))
+        finally:
+            threads.restore()
+
+    def _run(self, threads: BlasThreads):
         cfg = self.config
         model = self.model
-        params = [p for pair in zip(model.weights, model.biases) for p in pair]
+        params = list(model.pack_parameters())  # [all weights, all biases] as two flat vectors
         ws_full = Workspace.for_model(model, cfg.batch_size, dropout=cfg.dropout > 0)
-        grads = [g for pair in zip(ws_full.grad_w, ws_full.grad_b) for g in pair]
-        opt = make_optimizer(cfg.optimizer, params, cfg.weight_decay, cfg.momentum, cfg.nesterov)
+        grads = [ws_full.grad_flat_w, ws_full.grad_flat_b]
+        opt = make_optimizer(cfg.optimizer, params, cfg.weight_decay, cfg.momentum, cfg.nesterov,
+                             decay=[True, False])
         result = TrainResult(model=model.copy(), config=cfg)
         self.result = result
         best_key = None
@@ -374,12 +384,14 @@ class Trainer:
                     n = len(y)
                     ws = ws_full.view(n)
                     lr = learning_rate(cfg.schedule, cfg.lr, step, self.total_steps)
+                    threads.start_step()
                     with np.errstate(over="ignore", invalid="ignore"):  # divergence is handled below
                         probs = model.forward_train(x, ws, cfg.dropout, self._rng_dropout)  # (n, 10)
                         p_true = probs[ws.rows[:n], y]
                         loss = float(-np.log(np.maximum(p_true, 1e-30)).mean())
                     batch_correct = int((probs.argmax(1) == y).sum())
                     if not math.isfinite(loss):
+                        threads.end_step()
                         message = self._diverged_message("loss", step + 1, lr)
                         break
                     with np.errstate(over="ignore", invalid="ignore"):
@@ -391,6 +403,7 @@ class Trainer:
                         grad_layers = ([g.copy() for g in ws.grad_w], [g.copy() for g in ws.grad_b])
                     with np.errstate(over="ignore", invalid="ignore"):
                         opt.update(params, grads, lr)
+                    threads.end_step()
                     step += 1
                     loss_sum += loss * n
                     correct += batch_correct
@@ -411,7 +424,7 @@ class Trainer:
                         epoch_progress=(k + 1) / self.steps_per_epoch, loss=loss,
                         accuracy=batch_correct / n, lr=lr,
                         samples_per_second=(epoch * n_train + seen) / max(elapsed, 1e-9),
-                        elapsed=elapsed, layers=layers, weights=snap,
+                        elapsed=elapsed, layers=layers, weights=snap, blas_threads=threads.current,
                     )
             finally:
                 close = getattr(batches, "close", None)

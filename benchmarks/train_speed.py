@@ -1,0 +1,215 @@
+"""Training speed of digitpad next to scikit-learn (and PyTorch when installed), in one run.
+
+Same work for all: full MNIST (60,000 digits, float32), hidden (256, 128), ReLU, Adam
+lr 1e-3, batch 128, no L2. Prints median seconds per epoch and the ratios, the achieved
+GFLOP/s next to what numpy.matmul reaches here, the Quick preset's accuracy against
+time next to scikit-learn's time to 98.0% with its defaults, and the peak memory of
+`digitpad train`.
+
+    python benchmarks/train_speed.py [--data-dir DIR] [--epochs 3] [--skip-sklearn-defaults]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+
+from digitpad.core.data import load_mnist
+from digitpad.core.train import PRESETS, EpochRecord, TrainConfig, Trainer, evaluate
+
+HIDDEN = (256, 128)
+
+
+def flops_per_epoch(n: int, sizes=(784, *HIDDEN, 10)) -> float:
+    """Matrix-product FLOPs of one epoch: forward, weight gradients, deltas (none for the input)."""
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    delta_macs = sum(a * b for a, b in zip(sizes[1:-1], sizes[2:]))
+    return 2.0 * n * (2 * macs + delta_macs)
+
+
+def matmul_gflops(repeats: int = 400) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.random((128, 784), dtype=np.float32)
+    w = rng.random((784, 256), dtype=np.float32)
+    out = np.empty((128, 256), np.float32)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(repeats):
+            np.matmul(a, w, out=out)
+        times.append((time.perf_counter() - t) / repeats)
+    return 2 * 128 * 784 * 256 / statistics.median(times) / 1e9
+
+
+def digitpad_epochs(mnist, epochs: int, instrumented: bool) -> list[float]:
+    cfg = TrainConfig(hidden=HIDDEN, lr=1e-3, batch_size=128, epochs=epochs, val_size=0,
+                      stats_every=10 if instrumented else 0, snapshot_every=20 if instrumented else 0)
+    trainer = Trainer(cfg, mnist)
+    times, last = [], 0.0
+    for rec in trainer:
+        if isinstance(rec, EpochRecord):
+            times.append(rec.seconds - last)
+            last = rec.seconds
+    return times
+
+
+def sklearn_epochs(x, y, epochs: int) -> list[float]:
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=HIDDEN, activation="relu", solver="adam", alpha=0.0,
+                        batch_size=128, learning_rate_init=1e-3, random_state=0)
+    classes = np.arange(10)
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(epochs):
+            t = time.perf_counter()
+            clf.partial_fit(x, y, classes=classes)
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def torch_epochs(x, y, epochs: int) -> list[float] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
+                              torch.nn.ReLU(), torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        perm = torch.randperm(len(xt))
+        for s in range(0, len(xt), 128):
+            idx = perm[s:s + 128]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(xt[idx]), yt[idx]).backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def quick_curve(mnist, config: TrainConfig) -> list[tuple[float, float]]:
+    """(training seconds, test accuracy) after each epoch; evaluation time not counted."""
+    trainer = Trainer(config, mnist)
+    curve = []
+    for rec in trainer:
+        if isinstance(rec, EpochRecord):
+            _, acc = evaluate(trainer.model, mnist.test_images, mnist.test_labels)
+            curve.append((rec.seconds, acc))
+    return curve
+
+
+def sklearn_time_to(x, y, xt, yt, target=0.98, max_epochs=40) -> tuple[float | None, float, int]:
+    """scikit-learn with its defaults on the same layers: training seconds until test accuracy >= target."""
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(hidden_layer_sizes=HIDDEN, random_state=0)
+    total, best = 0.0, 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch in range(1, max_epochs + 1):
+            t = time.perf_counter()
+            clf.partial_fit(x, y, classes=np.arange(10))
+            total += time.perf_counter() - t
+            best = max(best, clf.score(xt, yt))
+            if best >= target:
+                return total, best, epoch
+    return None, best, max_epochs
+
+
+def peak_rss_of_train(data_dir: str | None) -> tuple[float, dict]:
+    """Run `digitpad train --preset quick` in a child process; return its peak RSS in MB and its summary."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "digitpad", "train", "--preset", "quick", "--quiet", "--json",
+               "--out", os.path.join(tmp, "m.npz")]
+        if data_dir:
+            cmd += ["--data-dir", data_dir]
+        code = ("import resource, subprocess, sys, json; p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+                "print(json.dumps({'rss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
+                " 'out': p.stdout, 'err': p.stderr[-2000:], 'code': p.returncode}))")
+        proc = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True)
+        info = json.loads(proc.stdout)
+        if info["code"] != 0:
+            raise SystemExit(f"digitpad train failed: {info['err']}")
+        return info["rss_kb"] / 1024, json.loads(info["out"].strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--skip-sklearn-defaults", action="store_true", help="skip the slow time-to-98%% run")
+    ap.add_argument("--skip-memory", action="store_true")
+    args = ap.parse_args()
+
+    from threadpoolctl import threadpool_info
+
+    mnist = load_mnist(args.data_dir)
+    x = mnist.train_images.reshape(-1, 784).astype(np.float32) / 255
+    y = mnist.train_labels.astype(np.int64)
+    xt = mnist.test_images.reshape(-1, 784).astype(np.float32) / 255
+    yt = mnist.test_labels.astype(np.int64)
+    blas = ", ".join(f"{i['internal_api']} {i.get('version', '')} ({i['num_threads']} threads)"
+                     for i in threadpool_info() if i["user_api"] == "blas")
+    print(f"numpy {np.__version__}, BLAS: {blas}, cores: {os.cpu_count()}")
+    print(f"work: 60,000 digits, hidden {HIDDEN}, ReLU, Adam lr 1e-3, batch 128, float32, "
+          f"{args.epochs} epochs each; median seconds per epoch\n")
+
+    rows = []
+    mm = matmul_gflops()
+    flops = flops_per_epoch(60000)
+    bare = statistics.median(digitpad_epochs(mnist, args.epochs, instrumented=False))
+    inst = statistics.median(digitpad_epochs(mnist, args.epochs, instrumented=True))
+    sk = statistics.median(sklearn_epochs(x, y, args.epochs))
+    th = torch_epochs(x, y, args.epochs)
+    rows.append(("digitpad (bare trainer)", bare))
+    rows.append(("digitpad (with live statistics)", inst))
+    rows.append(("scikit-learn MLPClassifier", sk))
+    if th:
+        rows.append(("PyTorch (CPU)", statistics.median(th)))
+    print(f"{'trainer':34s} {'s/epoch':>8s} {'vs sklearn':>11s} {'GFLOP/s':>8s}")
+    for name, sec in rows:
+        print(f"{name:34s} {sec:8.3f} {sec / sk:10.2f}x {flops / sec / 1e9:8.1f}")
+    if not th:
+        print("PyTorch: not installed (optional; not a dependency)")
+    print(f"numpy.matmul (128x784 @ 784x256) here: {mm:.1f} GFLOP/s; one epoch is {flops / 1e9:.1f} GFLOP "
+          f"of matrix products = {flops / mm / 1e9:.3f} s at that rate")
+    print(f"ratio digitpad/scikit-learn: bare {bare / sk:.2f}, instrumented {inst / sk:.2f} (target <= 0.60)")
+
+    print("\nQuick preset (the one Retrain offers first): test accuracy against training time")
+    quick = PRESETS["quick"]
+    for label, cfg in (("quick", quick),):
+        curve = quick_curve(mnist, cfg)
+        for sec, acc in curve:
+            print(f"  {label}: {sec:6.2f} s  test {acc:.2%}")
+        for target, budget in ((0.98, 3.0), (0.983, 6.0)):
+            hit = next((s for s, a in curve if a >= target), None)
+            verdict = "not reached" if hit is None else f"{hit:.2f} s"
+            print(f"  time to {target:.1%}: {verdict} (target <= {budget:.0f} s)")
+    if not args.skip_sklearn_defaults:
+        sec, best, epochs = sklearn_time_to(x, y, xt, yt)
+        shown = "not reached" if sec is None else f"{sec:.2f} s ({epochs} epochs)"
+        print(f"  scikit-learn defaults, same layers: time to 98.0%: {shown}; best {best:.2%}")
+    if not args.skip_memory:
+        rss, summary = peak_rss_of_train(args.data_dir)
+        print(f"\npeak RSS of `digitpad train --preset quick` on the full set: {rss:.0f} MB (target <= 400 MB); "
+              f"test accuracy {summary['test_accuracy']:.2%} in {summary['train_seconds']:.2f} s of training")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""How many BLAS threads training uses, chosen while it runs by timing the steps.
+
+On a two-core machine OpenBLAS with two threads makes a step nearly twice as fast when
+the machine is otherwise idle, and many times *slower* as soon as anything else (another
+program, the app's own drawing thread) wants a core: its threads wait for each other
+by spinning. ``BlasThreads`` tries the candidate thread counts for a few steps now and
+then, keeps the fastest, and tries the loser again later (less often the more clearly it
+lost), so training stays fast whether or not the machine is busy.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class BlasThreads:
+    """Times training steps under each candidate BLAS thread count and keeps the fastest."""
+
+    def __init__(self, probe_steps: int = 6, period: int = 200, max_period: int = 6400):
+        self.probe_steps = probe_steps
+        self.period = period
+        self.max_period = max_period
+        self._controller = None
+        self._original = None
+        try:
+            from threadpoolctl import ThreadpoolController
+
+            controller = ThreadpoolController().select(user_api="blas")
+            counts = [lib.num_threads for lib in controller.lib_controllers]
+        except Exception:  # no BLAS found or threadpoolctl unusable: leave threads alone
+            controller, counts = None, []
+        most = max(counts, default=1)
+        self.candidates = [most, 1] if most > 1 else []
+        if self.candidates:
+            self._controller = controller
+            self._original = most
+        self.current = most
+        self.best = most
+        self._plan: list[int] = []  # thread counts of the steps still to probe
+        self._times: dict[int, list[float]] = {}
+        self._loser_period = {n: period for n in self.candidates}
+        self._steps_to_probe = 0  # probe at once
+        self._warm = False
+        self._t0 = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.candidates)
+
+    def _set(self, n: int) -> None:
+        if n != self.current:
+            self._controller.limit(limits=n)
+            self.current = n
+
+    def start_step(self) -> None:
+        """Call before the compute of a step: switches threads when a probe is due."""
+        if not self.candidates:
+            return
+        if not self._plan and self._steps_to_probe <= 0:
+            # probe every candidate for probe_steps (+1 warm-up step after each switch)
+            self._plan = [n for n in self.candidates for _ in range(self.probe_steps + 1)]
+            self._times = {n: [] for n in self.candidates}
+        if self._plan:
+            n = self._plan[0]
+            self._warm = n != self.current
+            self._set(n)
+        self._t0 = time.perf_counter()
+
+    def end_step(self) -> None:
+        """Call after the compute of a step (not around a yield: the consumer's time is not ours)."""
+        if not self.candidates:
+            return
+        dt = time.perf_counter() - self._t0
+        if self._plan:
+            n = self._plan.pop(0)
+            if not self._warm:
+                self._times[n].append(dt)
+            if not self._plan:
+                self._decide()
+        else:
+            self._steps_to_probe -= 1
+
+    def _decide(self) -> None:
+        medians = {n: sorted(t)[len(t) // 2] for n, t in self._times.items() if t}
+        self.best = min(medians, key=medians.get)
+        self._set(self.best)
+        losers = [n for n in medians if n != self.best]
+        # a clear loss (> 1.5x) makes the next probe come later; a close call keeps the period
+        for n in losers:
+            if medians[n] > 1.5 * medians[self.best]:
+                self._loser_period[n] = min(self._loser_period[n] * 2, self.max_period)
+            else:
+                self._loser_period[n] = self.period
+        self._steps_to_probe = min((self._loser_period[n] for n in losers), default=self.period)
+
+    def restore(self) -> None:
+        """Give the BLAS back the thread count it had before training."""
+        if self._controller is not None and self._original is not None:
+            self._controller.limit(limits=self._original)
+            self.current = self._original
+
