@@ -214,7 +214,9 @@ class Prefetcher(Generic[T]):
     producer is re-raised in the consumer at the point where its result would have come,
     after which the prefetcher is finished. :meth:`close` stops the thread promptly even if
     the queue is full; a producer call already running is not interrupted, but its result
-    is dropped and, the thread being a daemon, it never keeps the interpreter alive.
+    is dropped and, the thread being a daemon, it never keeps the interpreter alive. When
+    the thread ends, an iterator producer that has a ``close`` method (a generator) is
+    closed there, so its ``finally`` blocks run.
 
     Use as a context manager, or call :meth:`close` when done::
 
@@ -228,12 +230,12 @@ class Prefetcher(Generic[T]):
     def __init__(self, produce: Callable[[], T] | Iterator[T], depth: int = 2):
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth!r}")
+        self._source: Iterator | None = None
         if callable(produce) and not isinstance(produce, Iterator):
             self._next = produce
-        elif isinstance(produce, Iterator):
-            self._next = produce.__next__
         elif isinstance(produce, Iterable):
-            self._next = iter(produce).__next__
+            self._source = iter(produce)
+            self._next = self._source.__next__
         else:
             raise TypeError(f"produce must be a callable or an iterator, got {type(produce).__name__}")
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -243,16 +245,24 @@ class Prefetcher(Generic[T]):
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item = (True, self._next())
-            except StopIteration:
-                break
-            except BaseException as error:  # forwarded to the consumer, which re-raises it
-                item = (False, error)
-            if not self._put(item) or not item[0]:
-                return
-        self._put(self._END)
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = (True, self._next())
+                except StopIteration:
+                    break
+                except BaseException as error:  # forwarded to the consumer, which re-raises it
+                    item = (False, error)
+                if not self._put(item) or not item[0]:
+                    return
+            self._put(self._END)
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # a failing cleanup has no consumer left to report to
+                    pass
 
     def _put(self, item) -> bool:
         """Put ``item`` unless closed first; wakes every 50 ms to notice a close."""

@@ -614,6 +614,23 @@ def test_prefetcher_close_wakes_a_waiting_consumer_and_returns_promptly():
     assert p._thread.daemon
 
 
+def test_prefetcher_close_finalises_a_generator_producer():
+    finalised = threading.Event()
+
+    def items():
+        try:
+            while True:
+                yield 1
+        finally:
+            finalised.set()
+
+    p = Prefetcher(items(), depth=1)
+    assert p.get(timeout=5) == 1
+    assert not finalised.is_set()
+    assert p.close()
+    assert finalised.wait(timeout=5)
+
+
 def test_prefetcher_get_timeout():
     never = threading.Event()
 
