@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distort training digits at random (affine + elastic)")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="use only N training digits")
     p.add_argument("--seed", type=int, metavar="N")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="matrix-product threads; 0 (default) picks by timing, N fixes it for repeatable runs")
     p.add_argument("--out", metavar="PATH", help="where to save the model (default: your models folder)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -139,7 +141,7 @@ def cmd_train(args) -> int:
             PRESETS[args.preset], hidden=args.hidden, activation=args.activation, optimizer=args.optimizer,
             lr=args.lr, schedule=args.schedule, batch_size=args.batch_size, epochs=args.epochs,
             weight_decay=args.weight_decay, dropout=args.dropout, augment=args.augment, limit=args.limit,
-            seed=args.seed,
+            seed=args.seed, threads=args.threads,
         )
     except ValueError as e:
         return _fail(f"invalid setting: {e}")

@@ -16,7 +16,9 @@ import time
 class BlasThreads:
     """Times training steps under each candidate BLAS thread count and keeps the fastest."""
 
-    def __init__(self, probe_steps: int = 6, period: int = 200, max_period: int = 6400):
+    def __init__(self, fixed: int = 0, probe_steps: int = 6, period: int = 200, max_period: int = 6400):
+        """``fixed`` > 0 pins that many threads for the whole run (bit-for-bit repeatable runs:
+        OpenBLAS may sum a product in another order with another thread count); 0 chooses."""
         self.probe_steps = probe_steps
         self.period = period
         self.max_period = max_period
@@ -30,12 +32,15 @@ class BlasThreads:
         except Exception:  # no BLAS found or threadpoolctl unusable: leave threads alone
             controller, counts = None, []
         most = max(counts, default=1)
-        self.candidates = [most, 1] if most > 1 else []
-        if self.candidates:
-            self._controller = controller
-            self._original = most
+        self.candidates = [most, 1] if most > 1 and not fixed else []
         self.current = most
         self.best = most
+        if controller is not None and counts:
+            self._controller = controller
+            self._original = most
+            if fixed:
+                self._set(fixed)
+                self.best = fixed
         self._plan: list[int] = []  # thread counts of the steps still to probe
         self._times: dict[int, list[float]] = {}
         self._loser_period = {n: period for n in self.candidates}

@@ -60,6 +60,7 @@ class TrainConfig:
     stats_every: int = 10  # per-layer statistics every k steps; 0 = never
     snapshot_every: int = 20  # weight copy for live reading every k steps; 0 = never
     probe_size: int = 256  # fixed validation digits the statistics are measured on
+    threads: int = 0  # matrix-product threads: 0 = chosen by timing; N = fixed (bit-for-bit repeatable)
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -96,6 +97,8 @@ class TrainConfig:
             bad("val_size", f"must be between 0 and 59999, got {self.val_size}")
         if self.stats_every < 0 or self.snapshot_every < 0:
             bad("stats_every", "must be 0 or positive")
+        if not 0 <= self.threads <= 256:
+            bad("threads", f"must be between 0 (automatic) and 256, got {self.threads}")
         if not 1 <= self.probe_size <= 10000:
             bad("probe_size", f"must be between 1 and 10000, got {self.probe_size}")
 
@@ -123,7 +126,7 @@ PRESETS: dict[str, TrainConfig] = {
     "standard": TrainConfig(hidden=(512, 256), lr=1e-3, schedule="cosine", batch_size=128, epochs=20,
                             dropout=0.1),
     # minutes: wide, distorted training digits, dropout; the shipped model
-    "best": TrainConfig(hidden=(1024, 1024), lr=1e-3, schedule="onecycle", batch_size=128, epochs=60,
+    "best": TrainConfig(hidden=(1024, 1024), lr=1.5e-3, schedule="onecycle", batch_size=256, epochs=40,
                         dropout=0.2, augment=True),
 }
 PRESET_NOTES = {
@@ -345,7 +348,7 @@ class Trainer:
             yield xbuf[:n], self.train_labels[idx]
 
     def run(self):
-        threads = BlasThreads()
+        threads = BlasThreads(fixed=self.config.threads)
         try:
             return (yield from self._run(threads))
         finally:

@@ -32,7 +32,7 @@ def tiny_mnist(n=1200, seed=0):
 
 
 SMALL = TrainConfig(hidden=(32, 16), epochs=2, batch_size=50, val_size=200, lr=3e-3, stats_every=5,
-                    snapshot_every=4, probe_size=64)
+                    snapshot_every=4, probe_size=64, threads=1)
 
 
 def test_same_seed_gives_identical_weights_and_losses():
