@@ -1,0 +1,61 @@
+"""BlasThreads keeps the thread count whose steps are fastest, and probes the loser less often."""
+
+from digitpad.core import threads as threads_mod
+from digitpad.core.threads import BlasThreads
+
+
+class FakeController:
+    def __init__(self):
+        self.limits = []
+
+    def limit(self, limits):
+        self.limits.append(limits)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def make(monkeypatch, **kw):
+    clock = Clock()
+    monkeypatch.setattr(threads_mod.time, "perf_counter", clock)
+    t = BlasThreads(**kw)
+    t.candidates = [2, 1]
+    t._controller = FakeController()
+    t._original = 2
+    t.current = 2
+    t._loser_period = {2: t.period, 1: t.period}
+    return t, clock
+
+
+def run_steps(t, clock, n, cost):
+    for _ in range(n):
+        t.start_step()
+        clock.now += cost[t.current]
+        t.end_step()
+
+
+def test_keeps_one_thread_when_two_are_slow_and_retries_later(monkeypatch):
+    t, clock = make(monkeypatch, probe_steps=3, period=10)
+    run_steps(t, clock, 8, {2: 0.010, 1: 0.002})  # one probe: 4 steps each count
+    assert t.best == 1 and t.current == 1
+    assert t._steps_to_probe == 20  # clear loss: the next probe of 2 threads comes twice as late
+    run_steps(t, clock, 20, {2: 0.010, 1: 0.002})
+    assert t.current == 1
+    run_steps(t, clock, 8, {2: 0.001, 1: 0.002})  # the machine got quiet: two threads win again
+    assert t.best == 2 and t.current == 2
+
+
+def test_fixed_count_never_probes(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(threads_mod.time, "perf_counter", clock)
+    t = BlasThreads(fixed=1)
+    assert t.candidates == []
+    for _ in range(50):
+        t.start_step()
+        t.end_step()
+    t.restore()
