@@ -1,0 +1,621 @@
+"""Live training panes: loss, accuracy, per-layer activations and gradients, progress, and the end-of-run choice.
+
+``TrainingHistory`` (NumPy only) turns the records a run produced into plottable series;
+``TrainingPanes`` shows them. Every pyqtgraph item is created once per run (the number of
+layers fixes how many there are) and afterwards only fed with ``setData`` /
+``setImage(autoLevels=False)``; ``refresh()`` is called by the controller's timer, at display
+rate, whatever the step rate, and touches only what changed since the last call.
+
+Time runs left to right in epochs everywhere, so a spike in the loss lines up with what
+the layers were doing at that moment.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from digitpad.core.train import ACT_EDGES, GRAD_LOG_EDGES, LOGIT_EDGES, EpochRecord, StepRecord
+from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme, quiet_plot, style_plot
+
+HIST_FLOOR = 1e-4  # share of values below which a histogram cell shows black
+HIST_LEVELS = (-3.5, -0.3)  # log10(share) mapped onto the colour map
+UPDATE_RATIO_GUIDE = 1e-3  # the usual healthy size of an update relative to its weights
+_LAYER_ANCHORS = [(66, 135, 245), (45, 200, 160), (250, 204, 21), (245, 130, 50), (239, 68, 68)]
+
+
+def layer_colors(n: int) -> list[tuple[int, int, int]]:
+    """One colour per weight layer, from blue (input side) to red (output)."""
+    anchors = np.array(_LAYER_ANCHORS, float)
+    pos = np.linspace(0, 1, len(anchors))
+    t = np.linspace(0, 1, n) if n > 1 else np.array([0.0])
+    return [tuple(int(round(np.interp(x, pos, anchors[:, c]))) for c in range(3)) for x in t]
+
+
+def layer_name(i: int, n_layers: int) -> str:
+    """``layer 1 (input side)`` … ``layer n (output)``, counting weight layers from 1."""
+    if i == 0 and n_layers > 1:
+        return "layer 1 (input side)"
+    if i == n_layers - 1:
+        return f"layer {i + 1} (output)"
+    return f"layer {i + 1}"
+
+
+def _hist_display(counts: np.ndarray) -> np.ndarray:
+    """Counts -> log10 of each bin's share of the values, floored at ``HIST_FLOOR``."""
+    total = max(int(counts.sum()), 1)
+    return np.log10(counts / total + HIST_FLOOR).astype(np.float32)
+
+
+def _grow(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with room for at least ``n`` rows along axis -1 or 0 (whichever is the time axis: see callers)."""
+    if a.shape[0] >= n:
+        return a
+    new = np.full((max(n, 2 * a.shape[0]),) + a.shape[1:], np.nan, a.dtype)
+    new[: a.shape[0]] = a
+    return new
+
+
+class TrainingHistory:
+    """The series the panes plot, accumulated from records in arrival order (no Qt)."""
+
+    def __init__(self, info):
+        self.info = info
+        cfg = info.config
+        self.n_layers = len(info.layer_sizes) - 1
+        self.activation = cfg.activation
+        self.steps_per_epoch = max(info.steps_per_epoch, 1)
+        L = self.n_layers
+        n = max(info.total_steps, 1)
+        self.step_t = np.zeros(n)  # time of each step, in epochs
+        self.loss = np.zeros(n)  # batch loss
+        self.loss_smooth = np.zeros(n)
+        self.acc_smooth = np.zeros(n)
+        self.n_steps = 0
+        beta_steps = min(50.0, max(5.0, self.steps_per_epoch / 10))
+        self._beta = 1.0 - 1.0 / beta_steps
+        self._ema_loss = self._ema_acc = 0.0
+        self._ema_k = 0
+        cap = n // cfg.stats_every + 2 if cfg.stats_every else 1
+        self.stats_dt = (cfg.stats_every or 1) / self.steps_per_epoch
+        self.stat_t = np.zeros(cap)  # (S,)
+        self.act_hist = np.zeros((cap, L, len(ACT_EDGES[cfg.activation]) - 1), np.float32)  # (S, L, bins)
+        self.grad_hist = np.zeros((cap, L, len(GRAD_LOG_EDGES) - 1), np.float32)  # (S, L, bins)
+        self.act_mean = np.zeros((cap, L))
+        self.act_std = np.zeros((cap, L))
+        self.dead_fraction = np.zeros((cap, max(L - 1, 1)))
+        self.grad_norm = np.zeros((cap, L))
+        self.update_ratio = np.zeros((cap, L))
+        self.n_stats = 0
+        self.epochs: list[EpochRecord] = []
+        self.latest: StepRecord | None = None
+        self.latest_weights = None  # (weights, biases) of the newest snapshot
+        self.weights_version = 0
+        self.message: str | None = None  # why the run stopped by itself
+        self.version = 0  # bumped on any change
+        self.steps_version = self.stats_version = self.epochs_version = 0
+
+    def act_edges(self, i: int) -> np.ndarray:
+        return LOGIT_EDGES if i == self.n_layers - 1 else ACT_EDGES[self.activation]
+
+    def add(self, records) -> None:
+        """Take records in the order the trainer produced them."""
+        if not records:
+            return
+        for r in records:
+            if isinstance(r, EpochRecord):
+                self.epochs.append(r)
+                self.epochs_version += 1
+                continue
+            if r.message is not None:
+                self.message = r.message
+                continue
+            self._add_step(r)
+        self.version += 1
+
+    def _add_step(self, r: StepRecord) -> None:
+        k = self.n_steps
+        if k >= len(self.loss):
+            for name in ("step_t", "loss", "loss_smooth", "acc_smooth"):
+                setattr(self, name, _grow(getattr(self, name), k + 1))
+        t = r.step / self.steps_per_epoch
+        self.step_t[k] = t
+        self.loss[k] = r.loss
+        b = self._beta
+        self._ema_k += 1
+        self._ema_loss = b * self._ema_loss + (1 - b) * r.loss
+        self._ema_acc = b * self._ema_acc + (1 - b) * r.accuracy
+        debias = 1.0 - b ** self._ema_k
+        self.loss_smooth[k] = self._ema_loss / debias
+        self.acc_smooth[k] = self._ema_acc / debias
+        self.n_steps = k + 1
+        self.latest = r
+        self.steps_version += 1
+        if r.weights is not None:
+            self.latest_weights = r.weights
+            self.weights_version += 1
+        if r.layers is not None:
+            self._add_stats(t, r.layers)
+
+    def _add_stats(self, t: float, layers) -> None:
+        j = self.n_stats
+        if j >= len(self.stat_t):
+            for name in ("stat_t", "act_hist", "grad_hist", "act_mean", "act_std", "dead_fraction",
+                         "grad_norm", "update_ratio"):
+                setattr(self, name, _grow(getattr(self, name), j + 1))
+        self.stat_t[j] = t
+        for i, s in enumerate(layers[: self.n_layers]):
+            self.act_hist[j, i] = _hist_display(s.act_hist)
+            self.grad_hist[j, i] = _hist_display(s.grad_hist)
+            self.act_mean[j, i] = s.act_mean
+            self.act_std[j, i] = s.act_std
+            self.grad_norm[j, i] = s.grad_norm if s.grad_norm > 0 else np.nan
+            self.update_ratio[j, i] = s.update_ratio if s.update_ratio > 0 else np.nan
+            if i < self.n_layers - 1:
+                self.dead_fraction[j, i] = s.dead_fraction
+        self.n_stats = j + 1
+        self.stats_version += 1
+
+    def time_left(self) -> float | None:
+        """Seconds until the last step at the pace so far (None before the first step)."""
+        r = self.latest
+        if r is None or r.step == 0:
+            return None
+        return r.elapsed / r.step * max(r.total_steps - r.step, 0)
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "–"
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def x_span(t: float, epochs: int) -> float:
+    """How many epochs the time axes show at time ``t``: ``epochs / 2**k``, the smallest that holds ``t``.
+
+    The axes grow by doubling, so they change a handful of times per run instead of every
+    redraw (re-laying out tick labels is what a redraw costs most).
+    """
+    span = float(epochs)
+    while span / 2 >= t and span / 2 >= 1 / 64:
+        span /= 2
+    return span
+
+
+def decades(*arrays, floor: float = 1e-12) -> tuple[int, int] | None:
+    """(lowest, highest) whole powers of ten enclosing the finite positive values, or None."""
+    lo, hi = math.inf, -math.inf
+    for a in arrays:
+        a = np.asarray(a, float)
+        a = a[np.isfinite(a) & (a > floor)]
+        if a.size:
+            lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
+    if not math.isfinite(lo):
+        return None
+    low, high = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    return low, max(high, low + 1)
+
+
+def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWidget:
+    """A display plot: no mouse zoom or menu, ranges set by the pane, no SI-prefix relabelling."""
+    w = pg.PlotWidget()
+    w.setObjectName(name)
+    w.setMinimumSize(140, 100)
+    w.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+    item = w.getPlotItem()
+    quiet_plot(item)
+    item.disableAutoRange()
+    item.setLogMode(y=log_y)
+    for axis in ("left", "bottom"):
+        item.getAxis(axis).enableAutoSIPrefix(False)
+    item.getAxis("left").setWidth(34)
+    item.setDownsampling(auto=True, mode="peak")
+    item.setClipToView(True)
+    w.title_text = title
+    w.title_color = None
+    w.ranges = {}
+    item.setTitle(title, size="9pt")
+    return w
+
+
+def _set_range(w: pg.PlotWidget, x: tuple | None = None, y: tuple | None = None) -> None:
+    """Set the view range only when it differs from the last one set."""
+    item = w.getPlotItem()
+    if x is not None and w.ranges.get("x") != x:
+        item.setXRange(*x, padding=0)
+        w.ranges["x"] = x
+    if y is not None and w.ranges.get("y") != y:
+        item.setYRange(*y, padding=0)
+        w.ranges["y"] = y
+
+
+def _legend(w: pg.PlotWidget, theme: Theme, offset=(-4, 4)) -> pg.LegendItem:
+    legend = w.getPlotItem().addLegend(offset=offset, labelTextSize="8pt", labelTextColor=theme.foreground,
+                                       brush=pg.mkBrush(theme.background + "c0"), verSpacing=-6)
+    return legend
+
+
+class ResultPanel(QWidget):
+    """End of a run: the new model's test accuracy beside the old one's, and Keep / Revert."""
+
+    keep_requested = Signal()
+    revert_requested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("train_result")
+        self.label = QLabel()
+        self.label.setObjectName("train_result_text")
+        self.label.setWordWrap(True)
+        self.label.setTextFormat(Qt.RichText)
+        self.keep_button = QPushButton("&Keep the new model")
+        self.keep_button.setObjectName("train_keep")
+        self.keep_button.setToolTip("Use the new network from now on and save it in your models folder")
+        self.revert_button = QPushButton("Re&vert")
+        self.revert_button.setObjectName("train_revert")
+        self.revert_button.setToolTip("Throw the new network away; the current one comes back")
+        self.keep_button.clicked.connect(self.keep_requested)
+        self.revert_button.clicked.connect(self.revert_requested)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(4, 2, 4, 2)
+        row.addWidget(self.label, 1)
+        row.addWidget(self.keep_button)
+        row.addWidget(self.revert_button)
+
+    def show_outcome(self, outcome) -> None:
+        """Describe ``outcome`` (a worker.RunOutcome) and offer the choice."""
+        new = "–" if math.isnan(outcome.test_accuracy) else f"{outcome.test_accuracy:.2%}"
+        old = "–" if outcome.old_test_accuracy is None else f"{outcome.old_test_accuracy:.2%}"
+        res = outcome.result
+        if outcome.diverged:
+            head = f'<b style="color:#ef4444">Training stopped by itself.</b> {html.escape(outcome.message)}'
+        elif outcome.stopped:
+            head = (f"<b>Stopped</b> after {res.steps:,} steps; the best weights so far "
+                    f"(epoch {res.best_epoch or '–'}) are offered.")
+        else:
+            head = f"<b>Finished</b> {res.epochs_done} epochs in {_fmt_seconds(res.seconds)}."
+        better = ""
+        if outcome.old_test_accuracy is not None and not math.isnan(outcome.test_accuracy):
+            better = f" ({(outcome.test_accuracy - outcome.old_test_accuracy) * 100:+.2f} points)"
+        self.label.setText(
+            f"{head}<br>Test accuracy: new <b>{new}</b>{better} · current {old}. "
+            "Try the new network on the canvas, then keep it or revert."
+        )
+        self.keep_button.setEnabled(outcome.model.is_finite())
+        self.show()
+
+
+class TrainingPanes(QWidget):
+    """All live plots of one run and its progress bar; ``refresh(history)`` redraws what changed."""
+
+    def __init__(self, parent=None, theme: Theme = THEMES[DEFAULT_THEME]):
+        super().__init__(parent)
+        self.setObjectName("training_panes")
+        self.theme = theme
+        self.progress = QProgressBar()
+        self.progress.setObjectName("train_progress")
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("no training yet")
+        self.progress.setValue(0)
+        self.status = QLabel()
+        self.status.setObjectName("train_status")
+        self.result_panel = ResultPanel()
+        self.result_panel.hide()
+
+        self.loss_plot = _plot("train_loss", "loss (cross-entropy, log scale)", theme, log_y=True)
+        self.accuracy_plot = _plot("train_accuracy", "accuracy", theme)
+        self.grad_norm_plot = _plot("grad_norm", "gradient norm ‖∂L/∂W‖ of each layer (log scale)", theme,
+                                    log_y=True)
+        self.update_ratio_plot = _plot("update_ratio", "update size ‖ΔW‖ / ‖W‖ (log)", theme, log_y=True)
+        self.dead_plot = _plot("dead_fraction", "dead units", theme)
+        self.time_plots = [self.loss_plot, self.accuracy_plot, self.grad_norm_plot, self.update_ratio_plot,
+                           self.dead_plot]
+        _set_range(self.dead_plot, y=(0.0, 1.0))
+        self.grad_hint = QLabel()
+        self.grad_hint.setObjectName("grad_hint")
+        self.grad_hint.setWordWrap(True)
+        self.grad_hint.setTextFormat(Qt.RichText)
+
+        _legend(self.loss_plot, theme)
+        _legend(self.accuracy_plot, theme, offset=(-4, -4))
+        step_pen = pg.mkPen((130, 130, 150), width=1)
+        train_color, val_color = (66, 135, 245), (250, 204, 21)
+        self.loss_raw = self.loss_plot.plot(pen=step_pen, name="each step", skipFiniteCheck=True)
+        self.loss_smooth = self.loss_plot.plot(pen=pg.mkPen(train_color, width=2), name="train (smoothed)",
+                                               skipFiniteCheck=True)
+        self.loss_epoch_train = self.loss_plot.plot(pen=None, symbol="o", symbolSize=6, symbolPen=None,
+                                                    symbolBrush=train_color, name="train, epoch")
+        self.loss_epoch_val = self.loss_plot.plot(pen=pg.mkPen(val_color, width=2), symbol="s", symbolSize=6,
+                                                  symbolPen=None, symbolBrush=val_color, name="validation")
+        self.acc_smooth = self.accuracy_plot.plot(pen=pg.mkPen(train_color, width=2), name="train (smoothed)",
+                                                  skipFiniteCheck=True)
+        self.acc_epoch_train = self.accuracy_plot.plot(pen=None, symbol="o", symbolSize=6, symbolPen=None,
+                                                       symbolBrush=train_color, name="train, epoch")
+        self.acc_epoch_val = self.accuracy_plot.plot(pen=pg.mkPen(val_color, width=2), symbol="s", symbolSize=6,
+                                                     symbolPen=None, symbolBrush=val_color, name="validation")
+        self.layer_legends = {w: _legend(w, theme) for w in (self.grad_norm_plot, self.update_ratio_plot,
+                                                              self.dead_plot)}
+        guide = pg.InfiniteLine(pos=math.log10(UPDATE_RATIO_GUIDE), angle=0,
+                                pen=pg.mkPen((200, 200, 200, 110), style=Qt.DotLine))
+        self.update_ratio_plot.addItem(guide)  # ~1e-3 is the usual healthy update size
+
+        top = QHBoxLayout()
+        top.addWidget(self.progress, 3)
+        top.addWidget(self.status, 1)
+        grad_box = QVBoxLayout()
+        grad_box.setSpacing(0)
+        grad_box.addWidget(self.grad_norm_plot, 1)
+        grad_box.addWidget(self.grad_hint)
+        summary = QHBoxLayout()
+        summary.setSpacing(2)
+        summary.addWidget(self.loss_plot, 2)
+        summary.addWidget(self.accuracy_plot, 2)
+        summary.addLayout(grad_box, 3)
+        summary.addWidget(self.update_ratio_plot, 2)
+        summary.addWidget(self.dead_plot, 2)
+        self.layer_grid = QGridLayout()
+        self.layer_grid.setSpacing(2)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(2, 2, 2, 2)
+        outer.setSpacing(2)
+        outer.addLayout(top)
+        outer.addWidget(self.result_panel)
+        outer.addLayout(summary, 5)
+        outer.addLayout(self.layer_grid, 7)
+
+        self.act_plots: list[pg.PlotWidget] = []
+        self.act_images: list[pg.ImageItem] = []
+        self.act_mean_curves: list = []
+        self.act_band_curves: list = []
+        self.grad_hist_plots: list[pg.PlotWidget] = []
+        self.grad_images: list[pg.ImageItem] = []
+        self.grad_norm_curves: list = []
+        self.update_ratio_curves: list = []
+        self.dead_curves: list = []
+        self._epochs = 1
+        self._seen = (-1, -1, -1)
+        self.apply_theme(theme)
+
+    # ---- per run -----------------------------------------------------------------------
+
+    def prepare(self, config) -> None:
+        """Lay out the per-layer items for ``config`` (a TrainConfig) and clear every series.
+
+        Called when a run is asked for, so the plots appear while MNIST loads; ``configure``
+        then only sets what depends on the data (steps, digits).
+        """
+        sizes = tuple(config.model_config().layer_sizes)
+        if len(sizes) - 1 != len(self.act_plots):
+            self._build_layers(len(sizes) - 1)
+        self._label_layers(sizes, config.activation)
+        for curve in (self.loss_raw, self.loss_smooth, self.loss_epoch_train, self.loss_epoch_val,
+                      self.acc_smooth, self.acc_epoch_train, self.acc_epoch_val,
+                      *self.grad_norm_curves, *self.update_ratio_curves, *self.dead_curves,
+                      *self.act_mean_curves, *[c for pair in self.act_band_curves for c in pair]):
+            curve.setData([], [])
+        for image in (*self.act_images, *self.grad_images):
+            image.clear()
+        self._epochs = config.epochs
+        span = (0.0, x_span(0.0, self._epochs))
+        for w in (*self.time_plots, *self.act_plots, *self.grad_hist_plots):
+            _set_range(w, x=span)
+        _set_range(self.loss_plot, y=(-2.0, 1.0))
+        _set_range(self.accuracy_plot, y=(0.0, 1.0))
+        _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
+        _set_range(self.update_ratio_plot, y=(-5.0, -1.0))
+        self.grad_hint.setText("")
+        self.result_panel.hide()
+        self._prepared = config
+        self._seen = (-1, -1, -1)
+
+    def configure(self, info) -> None:
+        """Ready the panes for the run ``info`` describes (a worker.RunInfo)."""
+        if getattr(self, "_prepared", None) != info.config:
+            self.prepare(info.config)
+        self._prepared = None
+        self.progress.setRange(0, max(info.total_steps, 1))
+        self.progress.setValue(0)
+        self.progress.setFormat(f"starting: {info.n_train:,} training digits, {info.total_steps:,} steps")
+        self._seen = (-1, -1, -1)
+
+    def _build_layers(self, n_layers: int) -> None:
+        """Create the per-layer heatmaps and curves (only when the number of layers changes)."""
+        for w in (*self.act_plots, *self.grad_hist_plots):
+            self.layer_grid.removeWidget(w)
+            w.setParent(None)
+            w.deleteLater()
+        for plot, curves in ((self.grad_norm_plot, self.grad_norm_curves),
+                             (self.update_ratio_plot, self.update_ratio_curves),
+                             (self.dead_plot, self.dead_curves)):
+            for curve in curves:
+                plot.removeItem(curve)  # also leaves the legend
+        self.act_plots, self.act_images, self.act_mean_curves, self.act_band_curves = [], [], [], []
+        self.grad_hist_plots, self.grad_images = [], []
+        self.grad_norm_curves, self.update_ratio_curves, self.dead_curves = [], [], []
+        colors = layer_colors(n_layers)
+        cmap = pg.colormap.get("inferno")
+        for i in range(n_layers):
+            pen = pg.mkPen(colors[i], width=2)
+            name = layer_name(i, n_layers)
+            self.grad_norm_curves.append(self.grad_norm_plot.plot(pen=pen, name=name, connect="finite"))
+            self.update_ratio_curves.append(self.update_ratio_plot.plot(pen=pen, name=name, connect="finite"))
+            if i < n_layers - 1:
+                self.dead_curves.append(self.dead_plot.plot(pen=pen, name=name))
+            for row, store, images in ((0, self.act_plots, self.act_images),
+                                       (1, self.grad_hist_plots, self.grad_images)):
+                kind = "act_hist" if row == 0 else "grad_hist"
+                w = _plot(f"{kind}_{i + 1}", "", self.theme)
+                if row == 0:
+                    w.getPlotItem().hideAxis("bottom")  # the gradient heatmap below has the same time axis
+                w.title_color = colors[i]
+                image = pg.ImageItem(axisOrder="col-major")
+                image.setAutoDownsample(True)
+                image.setColorMap(cmap)
+                image.setLevels(HIST_LEVELS)
+                w.addItem(image)
+                w.setBackground(self.theme.background)
+                style_plot(w.getPlotItem(), self.theme)
+                self.layer_grid.addWidget(w, row, i)
+                store.append(w)
+                images.append(image)
+            act = self.act_plots[-1]
+            self.act_mean_curves.append(act.plot(pen=pg.mkPen((255, 255, 255), width=1)))
+            dash = pg.mkPen((255, 255, 255, 150), width=1, style=Qt.DashLine)
+            self.act_band_curves.append((act.plot(pen=dash), act.plot(pen=dash)))
+        for c in range(n_layers):
+            self.layer_grid.setColumnStretch(c, 1)
+        _set_range(self.grad_norm_plot, x=self.loss_plot.ranges.get("x"))
+
+    def _label_layers(self, sizes: tuple, activation: str) -> None:
+        n = len(sizes) - 1
+        out_name = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "tanh": "tanh", "sigmoid": "sigmoid"}[activation]
+        for i in range(n):
+            hidden = i < n - 1
+            what = f"{out_name} outputs" if hidden else "logits"
+            self._title(self.act_plots[i], f"{layer_name(i, n)} {sizes[i]}→{sizes[i + 1]}: {what}")
+            self._title(self.grad_hist_plots[i], f"{layer_name(i, n)}: log₁₀|∂L/∂W|")
+            edges = ACT_EDGES[activation] if hidden else LOGIT_EDGES
+            self.act_plots[i].ranges.pop("y", None)
+            _set_range(self.act_plots[i], y=(float(edges[0]), float(edges[-1])))
+            _set_range(self.grad_hist_plots[i], y=(float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
+        self._title(self.dead_plot, "dead units (never active on the probe digits)"
+                    if activation in ("relu", "leaky_relu") else f"saturated units ({activation} stuck at a limit)")
+
+    def _title(self, w: pg.PlotWidget, text: str) -> None:
+        w.title_text = text
+        color = w.title_color or self.theme.foreground
+        w.getPlotItem().setTitle(text, size="9pt", color=color)
+
+    def apply_theme(self, theme: Theme) -> None:
+        """Recolour backgrounds, axes and titles for ``theme`` (a digitpad.qt.panes.Theme)."""
+        self.theme = theme
+        for w in (*self.time_plots, *self.act_plots, *self.grad_hist_plots):
+            w.setBackground(theme.background)
+            style_plot(w.getPlotItem(), theme)
+            self._title(w, w.title_text)
+        for legend in (self.loss_plot.getPlotItem().legend, self.accuracy_plot.getPlotItem().legend,
+                       *self.layer_legends.values()):
+            legend.setLabelTextColor(theme.foreground)
+            legend.setBrush(pg.mkBrush(theme.background + "c0"))
+        self.grad_hint.setStyleSheet(f"color: {theme.foreground};")
+
+    # ---- every timer tick ------------------------------------------------------------------
+
+    def refresh(self, history: TrainingHistory) -> None:
+        """Feed every item whose series changed since the last call, and grow the axes when needed."""
+        seen_steps, seen_epochs, seen_stats = self._seen
+        if history.steps_version != seen_steps:
+            self._refresh_steps(history)
+        if history.epochs_version != seen_epochs:
+            self._refresh_epochs(history)
+        if history.stats_version != seen_stats:
+            self._refresh_stats(history)
+        if history.steps_version != seen_steps or history.epochs_version != seen_epochs:
+            self._refresh_ranges(history)
+        self._seen = (history.steps_version, history.epochs_version, history.stats_version)
+
+    def _refresh_steps(self, h: TrainingHistory) -> None:
+        n = h.n_steps
+        if n == 0:
+            return
+        t = h.step_t[:n]
+        self.loss_raw.setData(t, h.loss[:n])
+        self.loss_smooth.setData(t, h.loss_smooth[:n])
+        self.acc_smooth.setData(t, h.acc_smooth[:n])
+        r = h.latest
+        epochs = h.info.config.epochs
+        self.progress.setMaximum(max(r.total_steps, 1))
+        self.progress.setValue(r.step)
+        self.progress.setFormat(
+            f"epoch {min(r.epoch + 1, epochs)}/{epochs} · step {r.step:,}/{r.total_steps:,} · "
+            f"{r.samples_per_second:,.0f} digits/s · {_fmt_seconds(h.time_left())} left"
+        )
+
+    def _refresh_epochs(self, h: TrainingHistory) -> None:
+        e = h.epochs
+        t = np.array([r.epoch for r in e], float)
+        self.loss_epoch_train.setData(t, np.array([r.train_loss for r in e]))
+        self.loss_epoch_val.setData(t, np.array([r.val_loss for r in e]))
+        self.acc_epoch_train.setData(t, np.array([r.train_accuracy for r in e]))
+        self.acc_epoch_val.setData(t, np.array([r.val_accuracy for r in e]))
+
+    def _refresh_ranges(self, h: TrainingHistory) -> None:
+        n = h.n_steps
+        if n == 0:
+            return
+        span = (0.0, x_span(float(h.step_t[n - 1]), self._epochs))
+        for w in (*self.time_plots, *self.act_plots, *self.grad_hist_plots):
+            _set_range(w, x=span)
+        val_loss = [r.val_loss for r in h.epochs]
+        d = decades(h.loss_smooth[:n], val_loss, floor=1e-4)
+        if d is not None:
+            _set_range(self.loss_plot, y=(float(d[0]), float(d[1])))
+        recent = h.acc_smooth[n // 4:n]  # the first steps' near-chance accuracy would squash the rest
+        lows = [float(recent.min())] if recent.size else []
+        lows += [a for r in h.epochs for a in (r.train_accuracy, r.val_accuracy) if math.isfinite(a)]
+        low = min(lows) if lows else 0.0
+        low = max(0.0, math.floor(low * 10) / 10) if math.isfinite(low) else 0.0
+        _set_range(self.accuracy_plot, y=(low, 1.0))
+
+    def _refresh_stats(self, h: TrainingHistory) -> None:
+        n = h.n_stats
+        if n == 0:
+            return
+        t = h.stat_t[:n]
+        x0 = float(t[0]) - h.stats_dt
+        width = float(t[-1] - t[0]) + h.stats_dt
+        for i in range(min(h.n_layers, len(self.act_images))):
+            edges = h.act_edges(i)
+            self.act_images[i].setImage(h.act_hist[:n, i], autoLevels=False)
+            self.act_images[i].setRect(QRectF(x0, float(edges[0]), width, float(edges[-1] - edges[0])))
+            self.grad_images[i].setImage(h.grad_hist[:n, i], autoLevels=False)
+            self.grad_images[i].setRect(QRectF(x0, float(GRAD_LOG_EDGES[0]), width,
+                                               float(GRAD_LOG_EDGES[-1] - GRAD_LOG_EDGES[0])))
+            mean, std = h.act_mean[:n, i], h.act_std[:n, i]
+            self.act_mean_curves[i].setData(t, mean)
+            self.act_band_curves[i][0].setData(t, mean - std)
+            self.act_band_curves[i][1].setData(t, mean + std)
+            self.grad_norm_curves[i].setData(t, h.grad_norm[:n, i])
+            self.update_ratio_curves[i].setData(t, h.update_ratio[:n, i])
+            if i < h.n_layers - 1:
+                self.dead_curves[i].setData(t, h.dead_fraction[:n, i])
+        d = decades(h.grad_norm[:n])
+        if d is not None:
+            _set_range(self.grad_norm_plot, y=(float(d[0]), float(d[1])))
+        d = decades(h.update_ratio[:n], [UPDATE_RATIO_GUIDE])
+        if d is not None:
+            _set_range(self.update_ratio_plot, y=(float(d[0]), float(d[1])))
+        self.grad_hint.setText(self._grad_hint(h))
+
+    @staticmethod
+    def _grad_hint(h: TrainingHistory) -> str:
+        """One sentence comparing the input-side layer's gradient with the output layer's, now."""
+        n = h.n_stats
+        if n == 0 or h.n_layers < 2:
+            return ""
+        lo = max(0, n - 5)
+        with np.errstate(all="ignore"):
+            first = np.nanmedian(h.grad_norm[lo:n, 0])
+            last = np.nanmedian(h.grad_norm[lo:n, h.n_layers - 1])
+        if not (first > 0 and last > 0):
+            return ""
+        ratio = first / last
+        if ratio < 0.1:
+            return (f"Layer 1 gets <b>{ratio:.0e}</b> × the output layer's gradient: it vanishes on the way "
+                    "back, so the first layers barely learn.")
+        return f"Layer 1 gets {ratio:.2g} × the output layer's gradient: it flows back healthily."
