@@ -1,0 +1,269 @@
+"""Retraining in the window: panes fed, pause/resume/stop, keep/revert, divergence, closing mid-run, live reading.
+
+Runs on a tiny synthetic MNIST-like set (ten noisy templates), so a run takes a fraction
+of a second; the real main window is used, with its settings in a temporary file and the
+models folder in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QProgressBar, QPushButton
+
+from digitpad.core import model_io
+from digitpad.core.mlp import MLP, MLPConfig
+from digitpad.core.train import TrainConfig
+from digitpad.qt.main_window import MainWindow
+
+SMALL = TrainConfig(limit=2000, val_size=500, epochs=2, batch_size=64, hidden=(32, 16), stats_every=5,
+                    snapshot_every=5)
+LONG = TrainConfig(limit=2000, val_size=500, epochs=500, batch_size=16, hidden=(32, 16), stats_every=5,
+                   snapshot_every=5)
+
+
+def synthetic_mnist(n_train: int = 3000, n_test: int = 1000, seed: int = 0):
+    """Ten fixed random 28x28 templates plus noise: learnable in a few steps, not instantly."""
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, (10, 28, 28))
+
+    def split(n):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = np.clip(templates[labels] * 0.5 + rng.integers(0, 128, (n, 28, 28)), 0, 255).astype(np.uint8)
+        return images, labels
+
+    train_images, train_labels = split(n_train)
+    test_images, test_labels = split(n_test)
+    return SimpleNamespace(train_images=train_images, train_labels=train_labels,
+                           test_images=test_images, test_labels=test_labels, templates=templates)
+
+
+def series(curve):
+    """The (x, y) a curve was fed with (getData() returns log10 values on a log axis)."""
+    return curve.xData, curve.yData
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_mnist()
+
+
+@pytest.fixture
+def models_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    monkeypatch.setattr(model_io, "user_models_dir", lambda: folder)
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings, models_dir):
+    w = MainWindow(settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.retrain.shutdown()
+
+
+def run_to_end(qtbot, controller, config, data, timeout=20000):
+    """Start ``config`` and wait for run_started then run_finished, in that order; return the outcome."""
+    outcomes = []
+    controller.run_finished.connect(outcomes.append)
+    try:
+        with qtbot.waitSignals([controller.run_started, controller.run_finished], order="strict",
+                               timeout=timeout):
+            assert controller.start(config, mnist=data)
+    finally:
+        controller.run_finished.disconnect(outcomes.append)
+    return outcomes[-1]
+
+
+def test_controller_is_plugged_into_the_window(window):
+    c = window.retrain
+    assert c is not None
+    names = {a.objectName() for a in window.menu_train.actions()}
+    assert {"action_retrain", "action_pause", "action_stop"} <= names
+    assert window.findChild(type(c.dock), "training_dock") is c.dock
+    assert c.action_stop.shortcut().toString() == "Ctrl+."
+    assert not c.action_stop.isEnabled() and not c.action_pause.isEnabled()
+
+
+def test_short_run_feeds_every_pane(qtbot, window, data):
+    c = window.retrain
+    outcome = run_to_end(qtbot, c, SMALL, data)
+    h = c.history
+    assert h.n_steps == outcome.result.steps == 64
+    assert h.n_stats == 13 and len(h.epochs) == 2
+    loss = window.findChild(pg.PlotWidget, "train_loss")
+    assert loss is c.panes.loss_plot
+    x, y = series(c.panes.loss_smooth)
+    assert len(x) == h.n_steps and np.all(np.isfinite(y))
+    assert y[-1] < y[0]  # it learned
+    ex, ey = series(c.panes.acc_epoch_val)
+    assert list(ex) == [1.0, 2.0] and np.all((ey >= 0) & (ey <= 1))
+    L = len(SMALL.hidden) + 1
+    assert len(c.panes.grad_norm_curves) == L
+    for i in range(L):
+        gx, gy = series(c.panes.grad_norm_curves[i])
+        assert len(gx) == h.n_stats and np.all(gy > 0)
+        act = window.findChild(pg.PlotWidget, f"act_hist_{i + 1}")
+        grad = window.findChild(pg.PlotWidget, f"grad_hist_{i + 1}")
+        assert act is not None and grad is not None
+        assert c.panes.act_images[i].image.shape == (h.n_stats, 40)
+        assert c.panes.grad_images[i].image.shape == (h.n_stats, 40)
+        ux, uy = series(c.panes.update_ratio_curves[i])
+        assert len(ux) == h.n_stats
+    for curve in c.panes.dead_curves:
+        dx, dy = series(curve)
+        assert len(dx) == h.n_stats and np.all((dy >= 0) & (dy <= 1))
+    for name in ("grad_norm", "update_ratio", "dead_fraction", "train_accuracy"):
+        assert window.findChild(pg.PlotWidget, name) is not None
+    legend = [label.text for _, label in c.panes.grad_norm_plot.getPlotItem().legend.items]
+    assert legend[0] == "layer 1 (input side)" and legend[-1] == f"layer {L} (output)"
+    progress = window.findChild(QProgressBar, "train_progress")
+    assert progress.value() == progress.maximum() == h.info.total_steps
+    assert "epoch 2/2" in progress.text()
+    assert c.panes.result_panel.isVisible()
+    assert not c.is_running and not c.thread.isRunning()
+
+
+def test_pause_stops_steps_and_resume_restarts_them(qtbot, window, data):
+    c = window.retrain
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.history.n_steps > 10, timeout=10000)
+    with qtbot.waitSignal(c.paused_changed) as paused:
+        c.action_pause.trigger()
+    assert paused.args == [True] and c.action_pause.text() == "&Resume training"
+    qtbot.waitUntil(lambda: c._worker.waiting, timeout=2000)
+    c.refresh()
+    frozen = c.history.n_steps
+    for _ in range(4):  # four redraw ticks later nothing new has arrived
+        with qtbot.waitSignal(c.timer.timeout, timeout=1000):
+            pass
+    c.refresh()
+    assert c.history.n_steps == frozen
+    with qtbot.waitSignal(c.paused_changed) as resumed:
+        c.action_pause.trigger()
+    assert resumed.args == [False]
+    qtbot.waitUntil(lambda: c.history.n_steps > frozen + 5, timeout=5000)
+    with qtbot.waitSignal(c.run_finished, timeout=5000):
+        c.stop()
+
+
+def test_stop_ends_within_a_second_and_offers_the_best_so_far(qtbot, window, data):
+    c = window.retrain
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.history.n_steps > 20, timeout=10000)
+    with qtbot.waitSignal(c.run_finished, timeout=1000) as finished:
+        window.findChild(type(c.action_stop), "action_stop").trigger()
+    outcome = finished.args[0]
+    assert outcome.stopped and not outcome.diverged
+    assert outcome.result.steps < LONG.epochs * 125
+    assert c.panes.result_panel.isVisible()
+    assert "Stopped" in c.panes.result_panel.label.text()
+    assert window.findChild(QPushButton, "train_keep").isEnabled()
+    assert window.reading_model is outcome.model
+    assert not c.thread.isRunning()
+
+
+def test_keep_saves_the_model_and_it_survives_a_restart(qtbot, window, data, settings, models_dir):
+    c = window.retrain
+    outcome = run_to_end(qtbot, c, SMALL, data)
+    with qtbot.waitSignal(c.kept) as kept:
+        qtbot.mouseClick(window.findChild(QPushButton, "train_keep"), Qt.LeftButton)
+    path = models_dir / kept.args[0].split("/")[-1]
+    assert path.is_file() and path.parent == models_dir
+    assert [p.name for p in models_dir.iterdir()] == [path.name]  # no temporary file left
+    model, meta = model_io.load_model(path)
+    np.testing.assert_array_equal(model.weights[0], outcome.model.weights[0])
+    assert meta["metrics"]["test_accuracy"] == pytest.approx(outcome.test_accuracy)
+    assert meta["train_config"]["hidden"] == [32, 16] and meta["seed"] == SMALL.seed
+    assert window.current_model is outcome.model and window.current_model_path == path
+    assert window.reading_model is outcome.model
+    assert not c.panes.result_panel.isVisible()
+    window.close()
+    again = MainWindow(settings=settings)
+    qtbot.addWidget(again)
+    assert again.current_model_path == path
+    np.testing.assert_array_equal(again.current_model.weights[-1], outcome.model.weights[-1])
+    again.retrain.shutdown()
+
+
+def test_revert_brings_the_old_model_back(qtbot, window, data, models_dir):
+    old = MLP(MLPConfig(hidden=(8,)), 3)
+    window.set_model(old, {"metrics": {}}, None)
+    c = window.retrain
+    outcome = run_to_end(qtbot, c, SMALL, data)
+    assert outcome.old_test_accuracy is not None
+    assert window.reading_model is outcome.model
+    with qtbot.waitSignal(c.reverted):
+        qtbot.mouseClick(window.findChild(QPushButton, "train_revert"), Qt.LeftButton)
+    assert window.current_model is old and window.reading_model is old
+    assert list(models_dir.iterdir()) == []
+
+
+def test_absurd_learning_rate_takes_the_divergence_path(qtbot, window, data):
+    c = window.retrain
+    bad = TrainConfig(limit=2000, val_size=500, epochs=2, batch_size=64, hidden=(32, 16), optimizer="sgd", lr=1e6)
+    outcome = run_to_end(qtbot, c, bad, data)
+    assert outcome.diverged and not outcome.stopped
+    assert "learning rate" in outcome.message and "too high" in outcome.message
+    assert outcome.model.is_finite()
+    assert c.history.message == outcome.message
+    text = c.panes.result_panel.label.text()
+    assert "stopped by itself" in text and "try" in text
+    assert "stopped by itself" in window.statusBar().currentMessage()
+
+
+def test_closing_mid_run_stops_the_thread_cleanly(qtbot, window, data, models_dir):
+    c = window.retrain
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.history.n_steps > 10, timeout=10000)
+    thread = c.thread
+    assert thread.isRunning()
+    window.close()
+    assert not thread.isRunning() and thread.isFinished()
+    assert not c.is_running
+    assert list(models_dir.iterdir()) == []
+    assert not c.start(SMALL, mnist=data)  # nothing starts once the window is closing
+
+
+def test_the_canvas_reading_changes_while_training(qtbot, window, data):
+    image = (data.templates[3] / 255.0).astype(np.float32)
+    window.show_input(image, "template 3")
+    c = window.retrain
+    seen = []
+    running = []
+    window.reading_changed.connect(lambda r: running and seen.append(np.array(r.probabilities)))
+    c.run_started.connect(lambda _: running.append(True))
+    c.run_finished.connect(lambda _: running.clear())
+    slow = TrainConfig(limit=2000, val_size=500, epochs=6, batch_size=16, hidden=(32, 16), snapshot_every=5)
+    run_to_end(qtbot, c, slow, data)
+    assert len(seen) >= 2
+    distinct = {tuple(np.round(p, 4)) for p in seen}
+    assert len(distinct) >= 2
+    assert seen[-1].argmax() == 3  # by the end it reads the digit right
+
+
+def test_second_run_reuses_the_panes_and_clears_them(qtbot, window, data):
+    c = window.retrain
+    run_to_end(qtbot, c, SMALL, data)
+    plots = list(c.panes.act_plots)
+    outcome = run_to_end(qtbot, c, TrainConfig(limit=500, val_size=100, epochs=1, batch_size=50, hidden=(12, 10),
+                                               activation="sigmoid", stats_every=2), data)
+    assert c.panes.act_plots == plots  # same number of layers: the same widgets
+    assert c.history.n_steps == outcome.result.steps == 10
+    assert len(series(c.panes.loss_raw)[0]) == 10
+    assert "sigmoid" in c.panes.act_plots[0].getPlotItem().titleLabel.text
