@@ -197,7 +197,7 @@ class TrainDialog(QDialog):
 
         self.preset.currentIndexChanged.connect(self._preset_chosen)
         for w in (self.hidden, self.lr, self.weight_decay):
-            w.textEdited.connect(self._edited)
+            w.textChanged.connect(self._edited)
         for w in (self.activation, self.optimizer, self.schedule):
             w.currentIndexChanged.connect(self._edited)
         for w in (self.momentum, self.dropout, self.batch_size, self.epochs, self.limit, self.val_size, self.seed):
