@@ -309,17 +309,19 @@ class ReliabilityPlot(pg.PlotWidget):
         pi.setXRange(0, 1, padding=0.02)
         pi.setYRange(0, 1, padding=0.02)
         pi.showGrid(x=True, y=True, alpha=0.12)
-        self.legend = pi.addLegend(offset=(8, -8), labelTextSize="8pt")
+        self.legend = pi.addLegend(offset=(10, 10), labelTextSize="8pt")  # top left: the curves stay low there
         self.ideal = pi.plot([0, 1], [0, 1], pen=pg.mkPen(theme.muted, style=Qt.DashLine), name="ideal")
         self.raw = pi.plot([], [], pen=pg.mkPen(theme.bar, width=1.5), symbol="o", symbolSize=5,
                            symbolBrush=theme.bar, symbolPen=None, connect="finite", name="T = 1")
         self.calibrated = pi.plot([], [], pen=pg.mkPen(theme.accent, width=2), symbol="o", symbolSize=6,
-                                  symbolBrush=theme.accent, symbolPen=None, connect="finite", name="calibrated")
+                                  symbolBrush=theme.accent, symbolPen=None, connect="finite")
+        self.calibrated.setVisible(False)
         self.apply_theme(theme)
 
     def set_curves(self, raw: Evaluation, calibrated: Evaluation | None) -> None:
         r = raw.reliability
         self.raw.setData(r.confidence, r.accuracy)
+        self.legend.removeItem(self.calibrated)
         if calibrated is None or calibrated is raw:
             self.calibrated.setData([], [])
             self.calibrated.setVisible(False)
@@ -327,7 +329,7 @@ class ReliabilityPlot(pg.PlotWidget):
             c = calibrated.reliability
             self.calibrated.setData(c.confidence, c.accuracy)
             self.calibrated.setVisible(True)
-            self.legend.getLabel(self.calibrated).setText(f"T = {calibrated.temperature:.3g}")
+            self.legend.addItem(self.calibrated, f"T = {calibrated.temperature:.3g} (ECE {calibrated.ece:.2%})")
         self.legend.getLabel(self.raw).setText(f"T = 1 (ECE {raw.ece:.2%})")
 
     def apply_theme(self, theme: Theme) -> None:
@@ -348,11 +350,11 @@ class MistakesGallery(QListWidget):
         self.setAccessibleName("Misread test digits, most confident first")
         self.setViewMode(QListView.IconMode)
         self.setIconSize(QSize(56, 56))
-        self.setGridSize(QSize(78, 84))
+        self.setGridSize(QSize(74, 98))
         self.setResizeMode(QListView.Adjust)
         self.setMovement(QListView.Static)
         self.setUniformItemSizes(True)
-        self.setWordWrap(False)
+        self.setWordWrap(True)
         self.setSpacing(2)
         self.indices = np.empty(0, np.intp)
         self.itemClicked.connect(self._on_item)
@@ -364,7 +366,7 @@ class MistakesGallery(QListWidget):
         self.indices = np.asarray(indices, np.intp)
         for i in self.indices:
             label, answer, conf = int(ev.labels[i]), int(ev.predictions[i]), float(ev.confidences[i])
-            item = QListWidgetItem(QIcon(digit_pixmap(images[i], 56)), f"{label}→{answer} {conf:.0%}")
+            item = QListWidgetItem(QIcon(digit_pixmap(images[i], 56)), f"{label}→{answer}\n{conf:.0%}")
             item.setData(Qt.UserRole, int(i))
             item.setToolTip(f"test digit #{i}: label {label}, read as {answer} with {conf:.1%} confidence")
             item.setTextAlignment(Qt.AlignHCenter)
@@ -528,9 +530,8 @@ class EvaluationWindow(QDialog):
                          f"<b>{r.accuracy[b]:.0%}</b> of the time ({int(r.counts[b])} digits).")
         top = ECE_BINS - 1
         if r.counts[top]:
-            lines.append(f"Answers above {r.edges[top]:.0%}: right {r.accuracy[top]:.1%} of the time, "
-                         f"{r.confidence[top]:.1%} sure on average ({int(r.counts[top]):,} digits).")
-        lines.append(f"Mean log-loss {ev.nll:.4f}.")
+            lines.append(f"Above {r.edges[top]:.0%}: right {r.accuracy[top]:.1%}, {r.confidence[top]:.1%} sure "
+                         f"on average ({int(r.counts[top]):,} digits). Log-loss {ev.nll:.4f}.")
         if ev is raw:
             lines.append("<i>No temperature yet: fit one so that “90% sure” means right about 90% of the time.</i>")
         self.calibration_summary.setText("<br>".join(lines))
@@ -592,7 +593,8 @@ class WhyPane(pg.GraphicsLayoutWidget):
         self.saliency_image = pg.ImageItem(axisOrder="row-major")
         self.saliency_image.setImage(np.zeros((28, 28), np.float32), autoLevels=False, levels=(-1.0, 1.0))
         self.saliency_view.addItem(self.saliency_image)
-        self.ci.layout.setColumnStretchFactor(0, 2)
+        self.saliency_view.setRange(QRectF(0, 0, 28, 28), padding=0.02)
+        self.ci.layout.setColumnStretchFactor(0, 3)
         self.unit_views, self.unit_images, self.unit_labels = [], [], []
         cols = N_UNITS // 2
         for k in range(N_UNITS):
@@ -605,6 +607,7 @@ class WhyPane(pg.GraphicsLayoutWidget):
             img = pg.ImageItem(axisOrder="row-major")
             img.setImage(np.zeros((28, 28), np.float32), autoLevels=False, levels=(-1.0, 1.0))
             view.addItem(img)
+            view.setRange(QRectF(0, 0, 28, 28), padding=0.02)
             self.unit_views.append(view)
             self.unit_images.append(img)
             self.unit_labels.append(label)
@@ -889,11 +892,12 @@ class EvaluateController(QObject):
         w.set_model(fit.model, meta, path)  # the window re-reads with the calibrated probabilities
         if self.dialog is not None:
             self.dialog.set_idle()
-            extra = f"Saved with the model in {path}." if path is not None else "The model is not saved yet."
+            extra = f"Saved with the model in {path.name}." if path is not None else "The model is not saved yet."
             self.dialog.calibration_summary.setText(
                 self.dialog.calibration_summary.text()
-                + f"<br><br>Temperature <b>{fit.temperature:.3f}</b> fitted on {fit.n_validation:,} validation "
+                + f"<br>Temperature <b>{fit.temperature:.3f}</b> fitted on {fit.n_validation:,} validation "
                 f"digits. {html.escape(note or extra)}")
+            self.dialog.calibration_summary.setToolTip(str(path) if path is not None else "")
         status = getattr(w, "statusBar", None)
         if status is not None:
             status().showMessage(f"Calibration temperature {fit.temperature:.3f} " + (
@@ -920,7 +924,7 @@ class EvaluateController(QObject):
             saved = model_io.save_model(target, model, meta)
         except (model_io.ModelFileError, OSError) as e:
             return None, f"Could not save it ({e}); it is kept with the model until you save it."
-        note = "" if saved == current else f"Saved as a copy in {saved} (the original file is left as it was)."
+        note = "" if saved == current else f"Saved as a copy, {saved.name}, in your models folder; the original is unchanged."
         return saved, note
 
     @staticmethod
