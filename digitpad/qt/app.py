@@ -114,11 +114,15 @@ def make_icon():
 
 def create_application(argv: list[str] | None = None):
     """The QApplication, created once, named and styled."""
+    from PySide6.QtCore import QCoreApplication, Qt
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance()
     if app is None:
         app = QApplication(list(sys.argv if argv is None else argv) or ["digitpad"])
+    # every mouse position matters when drawing: no merging of queued moves while the app is busy
+    # (set after construction: QGuiApplication turns it on while starting up)
+    QCoreApplication.setAttribute(Qt.AA_CompressHighFrequencyEvents, False)
     app.setApplicationName("digitpad")
     app.setOrganizationName("digitpad")
     app.setApplicationDisplayName("digitpad")

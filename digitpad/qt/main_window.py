@@ -15,7 +15,7 @@ import importlib
 import importlib.util
 import logging
 import platform
-import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,10 +150,13 @@ class MainWindow(QMainWindow):
         self._build_menus_and_toolbar()
         self._build_status_bar()
 
+        # reads while a stroke grows: at most one per display frame, the first at once
         self._read_timer = QTimer(self)
         self._read_timer.setSingleShot(True)
-        self._read_timer.setInterval(16)
+        self._read_timer.setTimerType(Qt.PreciseTimer)
         self._read_timer.timeout.connect(self.read_now)
+        self._frame_s = 1.0 / 60.0
+        self._last_read = -1.0
         self.canvas.stroke_changed.connect(self._on_stroke_changed)
         self.canvas.drawing_changed.connect(self._on_drawing_changed)
         self.canvas.history_changed.connect(self._update_edit_actions)
@@ -392,11 +395,16 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1280, 800)
         state = s.value("window/state")
-        if isinstance(state, QByteArray) and not state.isEmpty():
-            self.restoreState(state, SETTINGS_VERSION)
-        else:
-            self.resizeDocks([self.probabilities_dock, self.network_dock], [230, 470], Qt.Vertical)
-            self.resizeDocks([self.probabilities_dock, self.network_input_dock], [430, 230], Qt.Horizontal)
+        self._layout_pending = not (isinstance(state, QByteArray) and not state.isEmpty()
+                                    and self.restoreState(state, SETTINGS_VERSION))
+
+    def _default_layout(self) -> None:
+        """Share the window between canvas and panes: about half each, the input pane square-ish."""
+        w, h = self.width(), self.height()
+        right = max(520, int(w * 0.5))
+        top = max(200, int(h * 0.32))
+        self.resizeDocks([self.probabilities_dock, self.network_dock], [top, h - top], Qt.Vertical)
+        self.resizeDocks([self.probabilities_dock, self.network_input_dock], [right - top, top], Qt.Horizontal)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -414,6 +422,7 @@ class MainWindow(QMainWindow):
             self.restoreState(self._default_state, SETTINGS_VERSION)
         for dock in self.docks:
             dock.show()
+        self._default_layout()
 
     # ---- models --------------------------------------------------------------------------------
 
@@ -551,8 +560,13 @@ class MainWindow(QMainWindow):
 
     def _on_stroke_changed(self) -> None:
         self._external_input = None
-        if not self._read_timer.isActive():
-            self._read_timer.start()
+        if self._read_timer.isActive():
+            return  # a read is already due this frame and will see this point too
+        wait = self._last_read + self._frame_s - time.perf_counter()
+        if wait <= 0.0:
+            self.read_now()
+        else:
+            self._read_timer.start(max(1, int(wait * 1000.0 + 0.5)))
 
     def _on_drawing_changed(self) -> None:
         self._external_input = None
@@ -562,6 +576,7 @@ class MainWindow(QMainWindow):
     def read_now(self) -> Reading:
         """Read the canvas (or the input shown by ``show_input``) with the reading model and show it."""
         self._read_timer.stop()
+        self._last_read = time.perf_counter()
         model = self.reading_model
         temperature = model_temperature(self.current_metadata) if self._reading_override is None else 1.0
         if self._external_input is not None:
@@ -791,6 +806,31 @@ class MainWindow(QMainWindow):
         for pane in self.panes:
             pane.apply_theme(theme)
         self._update_reading_label()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        QTimer.singleShot(0, self._give_spare_width_to_panes)
+
+    def _give_spare_width_to_panes(self) -> None:
+        """The canvas is square: when the window grows wider than that needs, widen the panes instead."""
+        dock = self.network_dock
+        if not self.isVisible() or not dock.isVisible() or dock.isFloating() \
+                or self.dockWidgetArea(dock) != Qt.RightDockWidgetArea:
+            return
+        spare = self.canvas.width() - self.canvas.height()
+        if spare > 40 and self.canvas.height() >= 240:
+            width = min(dock.width() + spare - 20, int(0.62 * self.width()))
+            if width > dock.width():
+                self.resizeDocks([dock], [width], Qt.Horizontal)
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        if self._layout_pending:
+            self._layout_pending = False
+            self._default_layout()
+        screen = self.screen()
+        rate = screen.refreshRate() if screen is not None else 60.0
+        self._frame_s = 1.0 / min(max(rate if rate > 0 else 60.0, 30.0), 240.0)
 
     # ---- closing -------------------------------------------------------------------------------
 

@@ -85,6 +85,8 @@ def trained_model_path(tmp_path_factory) -> Path:
 @pytest.fixture
 def make_window(qtbot, settings):
     """Build MainWindow(model_path, settings) shown and registered with qtbot; closes them at the end."""
+    from PySide6.QtWidgets import QApplication
+
     from digitpad.qt.main_window import MainWindow
 
     windows = []
@@ -95,6 +97,7 @@ def make_window(qtbot, settings):
         w.resize(*size)
         w.show()
         qtbot.waitExposed(w)
+        QApplication.processEvents()  # the deferred dock layout of the first show
         windows.append(w)
         return w
 

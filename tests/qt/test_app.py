@@ -10,9 +10,11 @@ from tests.qt.conftest import DIGIT_STROKES, draw_digit, draw_polyline, press_an
 @pytest.mark.parametrize("digit", ["1", "0", "7"])
 def test_drawn_digit_is_read_and_labelled(make_window, trained_model_path, qtbot, digit):
     w = make_window(trained_model_path)
-    with qtbot.waitSignal(w.reading_changed, timeout=2000) as blocker:
-        draw_digit(w.canvas, digit)
-    reading = blocker.args[0]
+    readings = []
+    w.reading_changed.connect(readings.append)
+    draw_digit(w.canvas, digit)
+    reading = readings[-1]  # the read at the end of the stroke
+    assert reading is w.reading
     assert reading.digit == int(digit), reading.top(3)
     assert w.displayed_digit() == int(digit)
     assert f">{digit}</span>" in w.reading_label.text()

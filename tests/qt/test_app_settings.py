@@ -154,3 +154,13 @@ def test_run_opens_the_window_and_returns(tmp_path, untrained_model_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("shown ")
     assert "Traceback" not in proc.stderr
+
+
+def test_the_app_keeps_every_mouse_move(qapp):
+    """Busy or not, queued mouse moves are not merged: a fast stroke keeps its corners."""
+    from PySide6.QtCore import QCoreApplication, Qt
+
+    from digitpad.qt.app import create_application
+
+    assert create_application() is qapp
+    assert not QCoreApplication.testAttribute(Qt.AA_CompressHighFrequencyEvents)

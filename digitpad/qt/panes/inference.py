@@ -59,8 +59,10 @@ class ProbabilitiesPane(pg.PlotWidget):
         self.probabilities = p
         self._digit = reading.digit
         self.bars.setOpts(height=p, brushes=self._brushes())
+        th = self._theme
         for i, t in enumerate(self.values):
             t.setText("" if reading.blank else _percent(p[i]))
+            t.setColor(th.foreground if i == self._digit else th.muted)
             t.setPos(i, float(p[i]) + 0.01)
 
     def _brushes(self):
@@ -72,8 +74,8 @@ class ProbabilitiesPane(pg.PlotWidget):
         self.setBackground(theme.background)
         style_plot(self.getPlotItem(), theme)
         self.bars.setOpts(brushes=self._brushes())
-        for t in self.values:
-            t.setColor(theme.foreground)
+        for i, t in enumerate(self.values):
+            t.setColor(theme.foreground if i == self._digit else theme.muted)
 
 
 def _percent(p: float) -> str:
@@ -137,6 +139,7 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
         self._activation = "relu"
         self.titles: list = []
         self.images: list = []
+        self.legend = None
         self.silent_fraction: list[float] = []
         self.cmap = pg.colormap.get("inferno")
         self.setBackground(theme.background)
@@ -161,6 +164,7 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
             view.setRange(QRectF(0, 0, cols, rows), padding=0.02)
             self.titles.append(title)
             self.images.append(img)
+        self.legend = self.addLabel("", row=2, col=0, colspan=max(len(sizes), 1), size="8pt")
         self.silent_fraction = [0.0] * len(sizes)
         self._set_titles(None)
 
@@ -182,15 +186,24 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
 
     def _set_titles(self, silent) -> None:
         name = ACTIVATION_NAMES.get(self._activation, self._activation)
+        if self.legend is not None:
+            legend = ("one square per unit, brighter = larger output for this drawing; "
+                      "black = silent (output 0)" if self._activation == "relu"
+                      else "one square per unit, coloured by its output for this drawing")
+            if legend != self.legend.text:
+                self.legend.setText(legend, color=self._theme.muted)
         for i, (t, n) in enumerate(zip(self.titles, self._sizes)):
             text = f"layer {i + 1}: {n} {name} units"
             if silent is not None and self._activation in ("relu",):
                 text += f" · {silent[i]:.0%} silent"
-            t.setText(text, color=self._theme.foreground)
+            if text != t.text or t.opts.get("color") != self._theme.foreground:
+                t.setText(text, color=self._theme.foreground)
 
     def apply_theme(self, theme: Theme) -> None:
         self._theme = theme
         self.setBackground(theme.background)
+        if self.legend is not None:
+            self.legend.setText(self.legend.text, color=theme.muted)
         self._set_titles(None)
 
 
@@ -229,7 +242,7 @@ class LogitsPane(pg.GraphicsLayoutWidget):
         self._digit, self._logits = reading.digit, z
         self.score_bars.setOpts(height=z, brushes=self._score_brushes())
         self.prob_bars.setOpts(height=p, brushes=self._prob_brushes())
-        lo, hi = float(min(z.min(), 0.0)), float(max(z.max(), 0.0))
+        lo, hi = (-1.0, 1.0) if reading.blank else (float(min(z.min(), 0.0)), float(max(z.max(), 0.0)))
         pad = max(hi - lo, 1.0) * 0.08
         self.scores_plot.setYRange(lo - pad, hi + pad, padding=0)
         self._set_caption(reading)
