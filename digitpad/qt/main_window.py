@@ -303,8 +303,11 @@ class MainWindow(QMainWindow):
             self.menu_view.addAction(toggle)
         self.menu_view.addAction(self.action_reset_layout)
         self.menu_view.addSeparator()
+        self.menu_theme = self.menu_view.addMenu("T&heme")
+        self.menu_theme.setObjectName("menu_theme")
         for act in self.theme_actions.values():
-            self.menu_view.addAction(act)
+            self.menu_theme.addAction(act)
+        self.menu_view.addSeparator()
         self.menu_help = mb.addMenu("&Help")
         self.menu_help.setObjectName("menu_help")
         self.menu_help.addAction(self.action_shortcuts)
@@ -805,6 +808,7 @@ class MainWindow(QMainWindow):
                                   f" border: 1px solid {theme.negative}; border-radius: 4px; }}")
         for pane in self.panes:
             pane.apply_theme(theme)
+            pane.set_reading(self.reading)
         self._update_reading_label()
 
     def resizeEvent(self, event):

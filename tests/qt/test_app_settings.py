@@ -79,7 +79,10 @@ def test_theme_switch_recolours_the_panes(make_window, untrained_model_path):
     from digitpad.qt.panes import THEMES
 
     w = make_window(untrained_model_path)
+    draw_digit(w.canvas, "7")
+    caption = w.logits.caption.text
     w.theme_actions["light"].trigger()
+    assert w.logits.caption.text == caption  # the reading is still shown, in the new colours
     assert w.theme.name == "light"
     assert w.probabilities.backgroundBrush().color().name() == THEMES["light"].background
     assert QApplication.instance().palette().window().color().name() == THEMES["light"].window
@@ -106,7 +109,8 @@ def test_menus_have_the_actions(make_window, untrained_model_path):
     train = names(w.menu_train)
     assert any(t.startswith("Retrain") for t in train) and any("Stop" in t for t in train)
     view = names(w.menu_view)
-    assert "Probabilities" in view and "Dark theme" in view and "Light theme" in view
+    assert "Probabilities" in view and "What the network sees" in view and "Theme" in view
+    assert names(w.menu_theme) == ["Dark theme", "Light theme"]
     assert names(w.menu_help) == ["Keyboard shortcuts", "About digitpad"]
 
 
