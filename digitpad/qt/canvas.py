@@ -154,6 +154,7 @@ class Canvas(QWidget):
         self.setCursor(Qt.CrossCursor)
         self.setAttribute(Qt.WA_OpaquePaintEvent, False)
         self._pen_width = DEFAULT_PEN_WIDTH
+        self._stroke_width = DEFAULT_PEN_WIDTH  # width of the stroke being drawn
         self._strokes: list[Stroke] = []
         self._undo: list[tuple] = []  # ("stroke", Stroke) or ("clear", strokes before, picture before)
         self._redo: list[tuple] = []
@@ -208,7 +209,7 @@ class Canvas(QWidget):
             img = img.copy()
             p = QPainter(img)
             p.setRenderHint(QPainter.Antialiasing)
-            self._bitmap.paint_tail(p, self._points, self._pen_width)
+            self._bitmap.paint_tail(p, self._points, self._stroke_width)
             p.end()
         bpl = img.bytesPerLine()
         arr = np.frombuffer(img.constBits(), np.uint8, count=bpl * BITMAP_SIZE)
@@ -280,8 +281,11 @@ class Canvas(QWidget):
 
     def begin_stroke(self, x: float, y: float, pressure: float = 1.0) -> None:
         """Start a stroke at (x, y) in bitmap pixels."""
+        if self._points is not None:  # a release never came (focus lost): keep what was drawn
+            self.end_stroke()
         if self._picture is not None:
             self.set_picture(None)
+        self._stroke_width = self._pen_width  # a width change mid-stroke applies to the next one
         self._points = [(float(x), float(y), self._width_factor(pressure))]
         self._bitmap.begin()
         if self._display is not None:
@@ -296,9 +300,9 @@ class Canvas(QWidget):
         if math.hypot(x - last[0], y - last[1]) < MIN_POINT_DISTANCE:
             return
         self._points.append((float(x), float(y), self._width_factor(pressure)))
-        self._bitmap.grow(self._points, self._pen_width)
+        self._bitmap.grow(self._points, self._stroke_width)
         if self._display is not None:
-            self._display.grow(self._points, self._pen_width)
+            self._display.grow(self._points, self._stroke_width)
         self.update()
         self.stroke_changed.emit()
 
@@ -306,10 +310,10 @@ class Canvas(QWidget):
         if self._points is None:
             return
         pts, self._points = self._points, None
-        self._bitmap.finish(pts, self._pen_width)
+        self._bitmap.finish(pts, self._stroke_width)
         if self._display is not None:
-            self._display.finish(pts, self._pen_width)
-        stroke = Stroke(np.array(pts, dtype=np.float32), self._pen_width)
+            self._display.finish(pts, self._stroke_width)
+        stroke = Stroke(np.array(pts, dtype=np.float32), self._stroke_width)
         self._strokes.append(stroke)
         self._undo.append(("stroke", stroke))
         self._redo.clear()
@@ -348,7 +352,7 @@ class Canvas(QWidget):
             self._display = _Raster(side, side / BITMAP_SIZE, QImage.Format_ARGB32_Premultiplied, dpr)
             self._display.redraw(self._strokes)
             if self._points:
-                self._display.grow(self._points, self._pen_width)
+                self._display.grow(self._points, self._stroke_width)
         return self._display
 
     # ---- Qt events ---------------------------------------------------------------------------
@@ -371,7 +375,7 @@ class Canvas(QWidget):
                 p.setRenderHint(QPainter.Antialiasing)
                 p.translate(r.topLeft())
                 p.scale(r.width() / disp.image.width(), r.width() / disp.image.width())
-                disp.paint_tail(p, self._points, self._pen_width)
+                disp.paint_tail(p, self._points, self._stroke_width)
                 p.restore()
         if self._overlay is not None:
             p.setRenderHint(QPainter.SmoothPixmapTransform)
