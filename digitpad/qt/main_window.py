@@ -774,12 +774,10 @@ class MainWindow(QMainWindow):
                 ("Model file", str(self.current_model_path or "not saved")),
                 ("Architecture", f"{m.describe()} ({m.n_params:,} parameters)"),
                 ("Test accuracy", f"{float(acc):.2%}" if isinstance(acc, (int, float)) else "unknown"),
-                ("Trained", str(meta.get("created", "unknown"))),
+                ("Trained", describe_date(meta.get("created"))),
             ]
             if tc:
-                rows.append(("Training", ", ".join(f"{k} {tc[k]}" for k in ("optimizer", "lr", "epochs",
-                                                                             "batch_size", "dropout", "augment")
-                                                   if k in tc)))
+                rows.append(("Training", describe_training(tc)))
             if "temperature" in meta:
                 rows.append(("Calibration temperature", f"{model_temperature(meta):.3f}"))
             lines.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>&nbsp;&nbsp;{html.escape(v)}</td></tr>"
@@ -848,6 +846,36 @@ class MainWindow(QMainWindow):
                     log.exception("shutting down %s", type(controller).__name__)
         self.save_settings()
         super().closeEvent(event)
+
+
+def describe_training(tc: dict) -> str:
+    """A training config as one readable line: 'adam, lr 0.003, 5 epochs, batch 256, dropout 0.2'."""
+    parts = []
+    if "optimizer" in tc:
+        parts.append(str(tc["optimizer"]))
+    for key, fmt in (("lr", "lr {}"), ("schedule", "{} schedule"), ("epochs", "{} epochs"),
+                     ("batch_size", "batch {}")):
+        if key in tc:
+            parts.append(fmt.format(tc[key]))
+    if tc.get("dropout"):
+        parts.append(f"dropout {tc['dropout']}")
+    if tc.get("augment"):
+        parts.append("distorted training digits")
+    return ", ".join(parts)
+
+
+def describe_date(value) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM UTC' (or as given when it is not one)."""
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return "unknown" if value is None else str(value)
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+        return when.strftime("%Y-%m-%d %H:%M UTC")
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 def make_palette(theme: Theme) -> QPalette:
