@@ -27,6 +27,7 @@ def test_round_trip_gives_identical_predictions(tmp_path, model):
     assert meta["layer_sizes"] == [784, 16, 8, 10] and meta["seed"] == 3
     assert meta["metrics"]["test_accuracy"] == 0.5
     assert {"format_version", "created", "digitpad_version", "preprocess_version", "activation"} <= set(meta)
+    assert path.stat().st_mode & 0o044 == 0o044  # readable like any file, not 0600 from mkstemp
 
 
 def test_save_is_atomic_previous_file_survives_a_failed_save(tmp_path, model, monkeypatch):
