@@ -82,7 +82,7 @@ def save_model(path, model: MLP, metadata: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is an ordinary file
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a model file is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(f, **arrays)
             f.flush()
@@ -97,10 +97,13 @@ def save_model(path, model: MLP, metadata: dict | None = None) -> Path:
     return path
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any threads
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def _read_metadata(path: Path, data) -> dict:
