@@ -30,6 +30,7 @@ DATA_DIR_KEY = "data/dir"
 REFRESH_MS = 50  # panes redraw pace (20 Hz), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 10000
+DOCK_SHARE = 0.58  # of the window's height given to the training dock when it first opens
 
 
 class RetrainController(QObject):
@@ -177,7 +178,12 @@ class RetrainController(QObject):
         self.panes.progress.setRange(0, 0)
         self.panes.progress.setFormat("loading MNIST…" if mnist is None else "starting…")
         self.panes.status.setText("")
-        self.dock.show()
+        if not self.dock.isVisible():
+            self.dock.show()
+            height = getattr(self.window, "height", lambda: 0)()
+            if height > 0:  # room for the summary row and two rows of per-layer heatmaps
+                size = max(300, int(height * DOCK_SHARE))
+                QTimer.singleShot(0, lambda: self.window.resizeDocks([self.dock], [size], Qt.Vertical))
         self.dock.raise_()
         self._status("Training: loading MNIST…" if mnist is None else "Training…")
         thread.start()

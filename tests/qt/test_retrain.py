@@ -127,8 +127,10 @@ def test_short_run_feeds_every_pane(qtbot, window, data):
         assert len(dx) == h.n_stats and np.all((dy >= 0) & (dy <= 1))
     for name in ("grad_norm", "update_ratio", "dead_fraction", "train_accuracy"):
         assert window.findChild(pg.PlotWidget, name) is not None
-    legend = [label.text for _, label in c.panes.grad_norm_plot.getPlotItem().legend.items]
-    assert legend[0] == "layer 1 (input side)" and legend[-1] == f"layer {L} (output)"
+    names = [curve.name() for curve in c.panes.grad_norm_curves]
+    assert names[0] == "layer 1 (input side)" and names[-1] == f"layer {L} (output)"
+    key = c.panes.grad_key.text().replace("&nbsp;", " ")
+    assert "layer 1 (input side)" in key and f"layer {L} (output)" in key
     progress = window.findChild(QProgressBar, "train_progress")
     assert progress.value() == progress.maximum() == h.info.total_steps
     assert "epoch 2/2" in progress.text()

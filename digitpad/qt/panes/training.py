@@ -215,7 +215,7 @@ def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWi
     """A display plot: no mouse zoom or menu, ranges set by the pane, no SI-prefix relabelling."""
     w = pg.PlotWidget()
     w.setObjectName(name)
-    w.setMinimumSize(140, 100)
+    w.setMinimumSize(120, 64)
     w.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
     item = w.getPlotItem()
     quiet_plot(item)
@@ -233,8 +233,20 @@ def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWi
     return w
 
 
+def _decade_label(k: int) -> str:
+    return f"{10.0 ** k:g}" if -3 <= k <= 3 else f"1e{k}"
+
+
+def decade_ticks(lo: float, hi: float) -> list:
+    """Ticks for a log axis spanning 10**lo .. 10**hi: labelled powers of ten, unlabelled 2..9 between."""
+    major = [(float(k), _decade_label(k)) for k in range(math.ceil(lo), math.floor(hi) + 1)]
+    minor = [(math.log10(m) + k, "") for k in range(math.floor(lo), math.ceil(hi) + 1) for m in range(2, 10)
+             if lo <= math.log10(m) + k <= hi]
+    return [major, minor]
+
+
 def _set_range(w: pg.PlotWidget, x: tuple | None = None, y: tuple | None = None) -> None:
-    """Set the view range only when it differs from the last one set."""
+    """Set the view range only when it differs from the last one set (log axes get decade ticks)."""
     item = w.getPlotItem()
     if x is not None and w.ranges.get("x") != x:
         item.setXRange(*x, padding=0)
@@ -242,12 +254,8 @@ def _set_range(w: pg.PlotWidget, x: tuple | None = None, y: tuple | None = None)
     if y is not None and w.ranges.get("y") != y:
         item.setYRange(*y, padding=0)
         w.ranges["y"] = y
-
-
-def _legend(w: pg.PlotWidget, theme: Theme, offset=(-4, 4)) -> pg.LegendItem:
-    legend = w.getPlotItem().addLegend(offset=offset, labelTextSize="8pt", labelTextColor=theme.foreground,
-                                       brush=pg.mkBrush(theme.background + "c0"), verSpacing=-6)
-    return legend
+        if item.ctrl.logYCheck.isChecked():
+            item.getAxis("left").setTicks(decade_ticks(*y))
 
 
 class ResultPanel(QWidget):
@@ -317,11 +325,14 @@ class TrainingPanes(QWidget):
         self.result_panel = ResultPanel()
         self.result_panel.hide()
 
-        self.loss_plot = _plot("train_loss", "loss (cross-entropy, log scale)", theme, log_y=True)
-        self.accuracy_plot = _plot("train_accuracy", "accuracy", theme)
-        self.grad_norm_plot = _plot("grad_norm", "gradient norm ‖∂L/∂W‖ of each layer (log scale)", theme,
-                                    log_y=True)
-        self.update_ratio_plot = _plot("update_ratio", "update size ‖ΔW‖ / ‖W‖ (log)", theme, log_y=True)
+        key = ('<span style="color:#4287f5">━ train</span> '
+               '<span style="color:#facc15">■ validation</span>')
+        self.loss_plot = _plot("train_loss", f"loss (log) {key}", theme, log_y=True)
+        self.accuracy_plot = _plot("train_accuracy", f"accuracy {key}", theme)
+        self.grad_norm_plot = _plot("grad_norm", "gradient norm ‖∂L/∂W‖ (log)", theme, log_y=True)
+        self.update_ratio_plot = _plot("update_ratio", "update size ‖ΔW‖/‖W‖ (log)", theme, log_y=True)
+        self.update_ratio_plot.setToolTip("How much each step changes a layer's weights, relative to their size; "
+                                          "the dotted line marks 1e-3, the usual healthy size")
         self.dead_plot = _plot("dead_fraction", "dead units", theme)
         self.time_plots = [self.loss_plot, self.accuracy_plot, self.grad_norm_plot, self.update_ratio_plot,
                            self.dead_plot]
@@ -331,8 +342,6 @@ class TrainingPanes(QWidget):
         self.grad_hint.setWordWrap(True)
         self.grad_hint.setTextFormat(Qt.RichText)
 
-        _legend(self.loss_plot, theme)
-        _legend(self.accuracy_plot, theme, offset=(-4, -4))
         step_pen = pg.mkPen((130, 130, 150), width=1)
         train_color, val_color = (66, 135, 245), (250, 204, 21)
         self.loss_raw = self.loss_plot.plot(pen=step_pen, name="each step", skipFiniteCheck=True)
@@ -348,24 +357,26 @@ class TrainingPanes(QWidget):
                                                        symbolBrush=train_color, name="train, epoch")
         self.acc_epoch_val = self.accuracy_plot.plot(pen=pg.mkPen(val_color, width=2), symbol="s", symbolSize=6,
                                                      symbolPen=None, symbolBrush=val_color, name="validation")
-        self.layer_legends = {w: _legend(w, theme) for w in (self.grad_norm_plot, self.update_ratio_plot,
-                                                              self.dead_plot)}
+        self.grad_key = QLabel()  # the legend, outside the plot so it never hides a line
+        self.grad_key.setObjectName("grad_norm_key")
+        self.grad_key.setTextFormat(Qt.RichText)
         guide = pg.InfiniteLine(pos=math.log10(UPDATE_RATIO_GUIDE), angle=0,
                                 pen=pg.mkPen((200, 200, 200, 110), style=Qt.DotLine))
         self.update_ratio_plot.addItem(guide)  # ~1e-3 is the usual healthy update size
 
         top = QHBoxLayout()
-        top.addWidget(self.progress, 3)
-        top.addWidget(self.status, 1)
+        top.addWidget(self.progress, 5)
+        top.addWidget(self.grad_hint, 6)
+        top.addWidget(self.status)
         grad_box = QVBoxLayout()
         grad_box.setSpacing(0)
+        grad_box.addWidget(self.grad_key)
         grad_box.addWidget(self.grad_norm_plot, 1)
-        grad_box.addWidget(self.grad_hint)
         summary = QHBoxLayout()
         summary.setSpacing(2)
         summary.addWidget(self.loss_plot, 2)
         summary.addWidget(self.accuracy_plot, 2)
-        summary.addLayout(grad_box, 3)
+        summary.addLayout(grad_box, 4)
         summary.addWidget(self.update_ratio_plot, 2)
         summary.addWidget(self.dead_plot, 2)
         self.layer_grid = QGridLayout()
@@ -375,8 +386,8 @@ class TrainingPanes(QWidget):
         outer.setSpacing(2)
         outer.addLayout(top)
         outer.addWidget(self.result_panel)
-        outer.addLayout(summary, 5)
-        outer.addLayout(self.layer_grid, 7)
+        outer.addLayout(summary, 1)
+        outer.addLayout(self.layer_grid, 1)
 
         self.act_plots: list[pg.PlotWidget] = []
         self.act_images: list[pg.ImageItem] = []
@@ -443,7 +454,7 @@ class TrainingPanes(QWidget):
                              (self.update_ratio_plot, self.update_ratio_curves),
                              (self.dead_plot, self.dead_curves)):
             for curve in curves:
-                plot.removeItem(curve)  # also leaves the legend
+                plot.removeItem(curve)
         self.act_plots, self.act_images, self.act_mean_curves, self.act_band_curves = [], [], [], []
         self.grad_hist_plots, self.grad_images = [], []
         self.grad_norm_curves, self.update_ratio_curves, self.dead_curves = [], [], []
@@ -453,9 +464,9 @@ class TrainingPanes(QWidget):
             pen = pg.mkPen(colors[i], width=2)
             name = layer_name(i, n_layers)
             self.grad_norm_curves.append(self.grad_norm_plot.plot(pen=pen, name=name, connect="finite"))
-            self.update_ratio_curves.append(self.update_ratio_plot.plot(pen=pen, name=name, connect="finite"))
+            self.update_ratio_curves.append(self.update_ratio_plot.plot(pen=pen, connect="finite"))
             if i < n_layers - 1:
-                self.dead_curves.append(self.dead_plot.plot(pen=pen, name=name))
+                self.dead_curves.append(self.dead_plot.plot(pen=pen))
             for row, store, images in ((0, self.act_plots, self.act_images),
                                        (1, self.grad_hist_plots, self.grad_images)):
                 kind = "act_hist" if row == 0 else "grad_hist"
@@ -479,6 +490,10 @@ class TrainingPanes(QWidget):
             self.act_band_curves.append((act.plot(pen=dash), act.plot(pen=dash)))
         for c in range(n_layers):
             self.layer_grid.setColumnStretch(c, 1)
+        self.grad_key.setText("&nbsp; ".join(
+            f'<span style="color:rgb{tuple(colors[i])}">━&nbsp;{layer_name(i, n_layers).replace(" ", "&nbsp;")}</span>'
+            for i in range(n_layers)))
+        self.grad_key.setToolTip("One line per weight layer, from the input side to the output")
         _set_range(self.grad_norm_plot, x=self.loss_plot.ranges.get("x"))
 
     def _label_layers(self, sizes: tuple, activation: str) -> None:
@@ -486,15 +501,21 @@ class TrainingPanes(QWidget):
         out_name = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "tanh": "tanh", "sigmoid": "sigmoid"}[activation]
         for i in range(n):
             hidden = i < n - 1
-            what = f"{out_name} outputs" if hidden else "logits"
-            self._title(self.act_plots[i], f"{layer_name(i, n)} {sizes[i]}→{sizes[i + 1]}: {what}")
-            self._title(self.grad_hist_plots[i], f"{layer_name(i, n)}: log₁₀|∂L/∂W|")
+            side = " (input side)" if i == 0 else ""
+            self._title(self.act_plots[i], f"layer {i + 1}{side}: {out_name} outputs" if hidden
+                        else f"layer {i + 1} (output): logits")
+            self._title(self.grad_hist_plots[i], f"layer {i + 1}: log₁₀|∂L/∂W|")
+            for w in (self.act_plots[i], self.grad_hist_plots[i]):
+                w.setToolTip(f"{layer_name(i, n)}: {sizes[i]} → {sizes[i + 1]}; each column is a moment of "
+                             "training, brightness the share of values in that band; white: mean ± spread")
             edges = ACT_EDGES[activation] if hidden else LOGIT_EDGES
             self.act_plots[i].ranges.pop("y", None)
             _set_range(self.act_plots[i], y=(float(edges[0]), float(edges[-1])))
             _set_range(self.grad_hist_plots[i], y=(float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
-        self._title(self.dead_plot, "dead units (never active on the probe digits)"
-                    if activation in ("relu", "leaky_relu") else f"saturated units ({activation} stuck at a limit)")
+        dead = activation in ("relu", "leaky_relu")
+        self._title(self.dead_plot, "dead units" if dead else "saturated units")
+        self.dead_plot.setToolTip("Share of each hidden layer's units that never respond to the probe digits"
+                                  if dead else f"Share of each hidden layer's units stuck at a limit of {activation}")
 
     def _title(self, w: pg.PlotWidget, text: str) -> None:
         w.title_text = text
@@ -508,10 +529,6 @@ class TrainingPanes(QWidget):
             w.setBackground(theme.background)
             style_plot(w.getPlotItem(), theme)
             self._title(w, w.title_text)
-        for legend in (self.loss_plot.getPlotItem().legend, self.accuracy_plot.getPlotItem().legend,
-                       *self.layer_legends.values()):
-            legend.setLabelTextColor(theme.foreground)
-            legend.setBrush(pg.mkBrush(theme.background + "c0"))
         self.grad_hint.setStyleSheet(f"color: {theme.foreground};")
 
     # ---- every timer tick ------------------------------------------------------------------
@@ -618,4 +635,4 @@ class TrainingPanes(QWidget):
         if ratio < 0.1:
             return (f"Layer 1 gets <b>{ratio:.0e}</b> × the output layer's gradient: it vanishes on the way "
                     "back, so the first layers barely learn.")
-        return f"Layer 1 gets {ratio:.2g} × the output layer's gradient: it flows back healthily."
+        return f"Layer 1 gets {ratio:.2g} × the output layer's gradient: it flows back well."
