@@ -65,8 +65,8 @@ def main(argv=None) -> int:
         wall, line = timed(cmd, env)
         launch.append(wall)
         inside.append(float(line.split()[1]))
-    print(f"`python -m digitpad` to window shown ({'X11 ' + os.environ.get('DISPLAY', '') if args.x11 else 'offscreen'}, "
-          f"{args.runs} runs): median {statistics.median(launch):.2f} s, max {max(launch):.2f} s")
+    where = "X11 " + os.environ.get("DISPLAY", "") if args.x11 else "offscreen"
+    print(f"`python -m digitpad` to window shown ({where}, {args.runs} runs): median {statistics.median(launch):.2f} s, max {max(launch):.2f} s")
     print(f"  of which after the app module was imported: median {statistics.median(inside):.2f} s")
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return 0
