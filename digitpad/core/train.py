@@ -36,6 +36,8 @@ ACT_EDGES = {
 }
 LOGIT_EDGES = np.linspace(-20.0, 20.0, 41)
 SATURATION = 0.02  # a sigmoid/tanh unit closer than this to its bounds is saturated
+CHANCE_LOSS = math.log(10)  # cross-entropy of a network that spreads its bets evenly
+EXPLODED_LOSS = 3 * CHANCE_LOSS  # a smoothed loss above this means training has diverged
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,7 @@ class Trainer:
         t0 = time.perf_counter()
         n_train = len(self.train_labels)
         message = None
+        loss_ema = 0.0
         for epoch in range(cfg.epochs):
             perm = self._rng_shuffle.permutation(n_train)
             batches = self._batches(perm)
@@ -396,6 +399,13 @@ class Trainer:
                     if not math.isfinite(loss):
                         threads.end_step()
                         message = self._diverged_message("loss", step + 1, lr)
+                        break
+                    # Adam's steps are bounded by lr, so a huge lr gives huge but finite weights
+                    # whose loss sits far above guessing; that is divergence too
+                    loss_ema = loss if step == 0 else 0.9 * loss_ema + 0.1 * loss
+                    if step >= 20 and loss_ema > EXPLODED_LOSS:
+                        threads.end_step()
+                        message = self._exploded_message(loss_ema, step + 1)
                         break
                     with np.errstate(over="ignore", invalid="ignore"):
                         model.backward(x, y, ws, cfg.dropout)
@@ -489,6 +499,13 @@ class Trainer:
         if result.stopped and not result.message:
             result.message = f"stopped by request after {step} steps"
         return result
+
+    def _exploded_message(self, loss: float, step: int) -> str:
+        lr0 = self.config.lr
+        return (
+            f"loss exploded to {loss:.1f} at step {step} (guessing scores {CHANCE_LOSS:.2f}); the learning "
+            f"rate {lr0:g} is probably too high (try {lr0 / 10:g}). The last good weights were restored."
+        )
 
     def _diverged_message(self, what: str, step: int, lr: float) -> str:
         lr0 = self.config.lr

@@ -95,6 +95,14 @@ def test_stop_ends_at_a_step_boundary_and_keeps_best_so_far():
     assert t.result.model.is_finite()
 
 
+def test_adam_with_absurd_learning_rate_is_stopped_as_exploded():
+    t = Trainer(replace(SMALL, lr=1e3, epochs=3), tiny_mnist())
+    records = list(t)
+    assert t.result.diverged and "exploded" in t.result.message and "1000" in t.result.message
+    assert records[-1].message == t.result.message
+    assert t.result.steps < t.total_steps
+
+
 def test_absurd_learning_rate_diverges_and_restores_finite_weights():
     data = tiny_mnist()
     cfg = replace(SMALL, lr=1e6, optimizer="sgd", epochs=3)
