@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         self.current_model_path: Path | None = None
         self._reading_override: MLP | None = None
         self._external_input: tuple | None = None  # (image28, label) shown by show_input
+        self._placing_input = False  # show_input is putting its picture on the canvas: no read of that
         self.reading: Reading = blank_reading(None)
         self.last_message: QMessageBox | None = None
         self.threshold = DEFAULT_THRESHOLD
@@ -572,6 +573,8 @@ class MainWindow(QMainWindow):
             self._read_timer.start(max(1, int(wait * 1000.0 + 0.5)))
 
     def _on_drawing_changed(self) -> None:
+        if self._placing_input:
+            return  # show_input reads the 28x28 input itself, not the picture made from it
         self._external_input = None
         self._read_timer.stop()
         self.read_now()
@@ -597,7 +600,11 @@ class MainWindow(QMainWindow):
     def show_input(self, image28: np.ndarray, label: str = "") -> Reading:
         """Show an MNIST-style 28x28 digit as if it had been drawn, and read it."""
         image28 = np.asarray(image28, dtype=np.float32).reshape(28, 28)
-        self.canvas.set_picture(gray_to_rgba(image28))
+        self._placing_input = True
+        try:
+            self.canvas.set_picture(gray_to_rgba(image28))
+        finally:
+            self._placing_input = False
         self._external_input = (image28, label)
         return self.read_now()
 

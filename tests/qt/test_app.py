@@ -215,3 +215,22 @@ def test_show_input_and_reading_model(make_window, trained_model_path, untrained
     assert w.reading.label == "test digit #3"  # still reading the shown input
     w.set_reading_model(None)
     assert w.reading_model is w.current_model and w.reading.digit == 0
+
+
+def test_show_input_reads_once_and_reads_the_given_input(make_window, untrained_model_path, qtbot):
+    w = make_window(untrained_model_path)
+    draw_digit(w.canvas, "7")  # something on the canvas first: set_picture clears it (undoably)
+    image28 = np.zeros((28, 28), np.float32)
+    image28[2:12, 3:9] = 1.0  # off-centre: preprocessing the picture would move and rescale it
+    readings = []
+    w.reading_changed.connect(readings.append)
+    r = w.show_input(image28, label="shown")
+    assert len(readings) == 1, [x.label for x in readings]
+    assert readings[0] is r is w.reading
+    np.testing.assert_array_equal(r.image28, image28)
+    assert r.label == "shown" and not r.blank
+    np.testing.assert_allclose(r.probabilities, w.current_model.predict_proba(image28.reshape(784))[0], rtol=1e-5)
+    np.testing.assert_array_equal(w.network_input.image.image, image28)
+    assert w.action_undo.isEnabled()  # the drawing it replaced can still be brought back
+    w.canvas.undo()  # the drawing comes back and is read again, as drawn
+    assert len(readings) == 2 and readings[-1].label == "" and not readings[-1].blank
