@@ -176,6 +176,9 @@ def load_model(path) -> tuple[MLP, dict]:
         raise
     except ValueError as e:
         # numpy raises ValueError for object arrays when allow_pickle=False, and for bad headers
+        if "pickle" in str(e).lower():  # NumPy's text suggests allow_pickle: not advice to pass on
+            raise ModelFileError(f"{path}: contains a pickled Python object, which digitpad never loads "
+                                 "(it could run code)") from None
         raise ModelFileError(f"{path}: cannot be read safely ({e})") from None
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
         raise ModelFileError(f"{path}: not a readable .npz model file ({e})") from None
