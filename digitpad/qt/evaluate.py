@@ -718,8 +718,8 @@ class EvaluateController(QObject):
         window.reading_changed.connect(self._on_reading)
         if hasattr(window, "model_changed"):
             window.model_changed.connect(self._on_model_changed)
-        if hasattr(window, "theme_group"):
-            window.theme_group.triggered.connect(lambda _a: QTimer.singleShot(0, self._apply_theme))
+        if hasattr(window, "theme_changed"):
+            window.theme_changed.connect(self._apply_theme)
         settings = getattr(window, "settings", None)
         if settings is not None and str(settings.value(WHY_KEY, "false")).lower() == "true":
             self.action_why.setChecked(True)
@@ -1013,8 +1013,9 @@ class EvaluateController(QObject):
 
     # ---- theme and closing -----------------------------------------------------------------------
 
-    def _apply_theme(self) -> None:
-        theme = getattr(self.window, "theme", THEMES["dark"])
+    @Slot(str)
+    def _apply_theme(self, name: str) -> None:
+        theme = THEMES.get(name, THEMES["dark"])
         self.why.apply_theme(theme)
         if self.dialog is not None:
             self.dialog.apply_theme(theme)

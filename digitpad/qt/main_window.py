@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
 
     reading_changed = Signal(object)  # Reading, after every read
     model_changed = Signal(object)  # the new current MLP (None when there is none)
+    theme_changed = Signal(str)  # the theme's name, after the window itself is recoloured
 
     def __init__(self, model_path: str | Path | None = None, settings: QSettings | None = None):
         super().__init__()
@@ -799,7 +800,10 @@ class MainWindow(QMainWindow):
     # ---- theme ---------------------------------------------------------------------------------
 
     def set_theme(self, name: str) -> None:
-        """Switch between the light and dark themes: window palette, canvas frame and panes."""
+        """Switch between the light and dark themes: window palette, canvas frame and panes.
+
+        ``theme_changed`` then tells the controllers' panes (training, evaluation) to follow.
+        """
         theme = THEMES.get(name, THEMES[DEFAULT_THEME])
         self.theme = theme
         self.theme_actions[theme.name].setChecked(True)
@@ -815,6 +819,7 @@ class MainWindow(QMainWindow):
             pane.apply_theme(theme)
             pane.set_reading(self.reading)
         self._update_reading_label()
+        self.theme_changed.emit(theme.name)
 
     def resizeEvent(self, event):
         super().resizeEvent(event)

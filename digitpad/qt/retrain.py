@@ -100,6 +100,9 @@ class RetrainController(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
+        theme_changed = getattr(window, "theme_changed", None)
+        if theme_changed is not None:
+            theme_changed.connect(self._on_theme_changed)
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -115,6 +118,11 @@ class RetrainController(QObject):
         bar = getattr(self.window, "statusBar", None)
         if callable(bar):
             bar().showMessage(text, ms)
+
+    @Slot(str)
+    def _on_theme_changed(self, name: str) -> None:
+        """Recolour the training panes at once, during a run or not."""
+        self.panes.apply_theme(THEMES.get(name, THEMES[DEFAULT_THEME]))
 
     # ---- starting ----------------------------------------------------------------------------
 
@@ -173,7 +181,7 @@ class RetrainController(QObject):
         self.action_stop.setEnabled(True)
         theme = getattr(self.window, "theme", None)
         if theme is not None and theme is not self.panes.theme:
-            self.panes.apply_theme(theme)  # the window's theme may have changed since the last run
+            self.panes.apply_theme(theme)  # a window without theme_changed: catch up at the start of a run
         self.panes.prepare(config)  # lay out (and first paint) the plots while the data loads
         self.panes.progress.setRange(0, 0)
         self.panes.progress.setFormat("loading MNIST…" if mnist is None else "starting…")

@@ -199,3 +199,14 @@ def test_evaluate_model_matches_what_the_window_shows(evaluated, mnist):
     w, ctl, outcome = evaluated
     ref = evaluate_model(w.current_model, mnist.test_images, mnist.test_labels)
     np.testing.assert_array_equal(outcome.evaluation.mistakes, ref.mistakes)
+
+
+def test_why_pane_follows_the_theme_at_once(make_window, untrained_model_path):
+    from digitpad.qt.panes import THEMES
+
+    w = make_window(untrained_model_path)
+    why = w.evaluation.why
+    w.set_theme("light")  # called directly, not through the menu
+    assert why.backgroundBrush().color().name() == THEMES["light"].background
+    w.theme_actions["dark"].trigger()
+    assert why.backgroundBrush().color().name() == THEMES["dark"].background

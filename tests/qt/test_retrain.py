@@ -269,3 +269,32 @@ def test_second_run_reuses_the_panes_and_clears_them(qtbot, window, data):
     assert c.history.n_steps == outcome.result.steps == 10
     assert len(series(c.panes.loss_raw)[0]) == 10
     assert "sigmoid" in c.panes.act_plots[0].getPlotItem().titleLabel.text
+
+
+def test_theme_switch_recolours_the_training_panes_at_once(qtbot, window, data):
+    from digitpad.qt.panes import THEMES
+
+    dark, light = THEMES["dark"], THEMES["light"]
+    c = window.retrain
+    window.set_theme("dark")
+
+    def backgrounds():
+        return {w.backgroundBrush().color().name()
+                for w in (c.panes.loss_plot, c.panes.dead_plot, *c.panes.act_plots, *c.panes.grad_hist_plots)}
+
+    def axis_pen():
+        return c.panes.loss_plot.getPlotItem().getAxis("left").pen().color().name()
+
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.history.n_steps > 5, timeout=10000)
+    assert backgrounds() == {dark.background} and axis_pen() == dark.muted
+    with qtbot.waitSignal(window.theme_changed, timeout=1000) as changed:
+        window.theme_actions["light"].trigger()
+    assert changed.args == ["light"]
+    assert c.is_running
+    assert backgrounds() == {light.background} and axis_pen() == light.muted  # mid-run, no new run needed
+    with qtbot.waitSignal(c.run_finished, timeout=5000):
+        c.stop()
+    window.set_theme("dark")  # after the run too
+    assert backgrounds() == {dark.background} and axis_pen() == dark.muted
