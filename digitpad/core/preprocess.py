@@ -18,7 +18,7 @@ Steps, each a small function below:
 
 Large images are block-averaged early: components are found on a grid of at most
 ``ANALYSIS_SIZE`` px, and the stroke is reworked at ``WORK_SIZE``..2*``WORK_SIZE`` px, so
-a 280x280 canvas takes about a millisecond. NumPy and SciPy only.
+a 280x280 canvas takes a millisecond or two. NumPy and SciPy only.
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ OUT_SIZE = 28             # network input side, px
 BOX_SIZE = 20             # the digit's longest side in the output, px (MNIST)
 COM_TARGET = 14.0         # MNIST centre of mass (row and column), pixel-index coordinates
 WIDTH_RANGE = (1.8, 2.7)   # stroke widths left alone, output px: the middle half of MNIST (median 2.1)
-WIDTH_GOAL = None
 MIN_CONTRAST = 0.04       # a picture whose grey levels span less than this is blank
 SPECK_FRACTION = 0.1      # components lighter than this fraction of the heaviest are specks...
 PIECE_EXTENT = 0.25       # ...unless at least this fraction of its extent (stroke fragments)
@@ -115,21 +114,20 @@ def _check_input(image) -> np.ndarray:
 def _unit_range(arr: np.ndarray) -> tuple[float, float]:
     """(offset, gain) mapping the array's values to [0, 1]: ``(arr - offset) * gain``.
 
-    uint8 and uint16 use their full range; other integers use 0..255 or 0..65535 when their
-    values fit, floats are taken as [0, 1] when they fit; anything else is stretched from
-    its minimum to its maximum. A constant array gets gain 0 (all zeros, hence blank).
+    uint8 uses 0..255. Other integers use the smallest of 0..255, 0..1023, 0..4095 and
+    0..65535 that holds their values (8-bit data in a uint16 array, 10- and 12-bit sensors),
+    floats are taken as [0, 1] when they fit; anything else is stretched from its minimum
+    to its maximum. A constant array gets gain 0 (all zeros, hence blank).
     """
     if arr.dtype == bool:
         return 0.0, 1.0
     if arr.dtype == np.uint8:
         return 0.0, 1.0 / 255.0
-    if arr.dtype == np.uint16:
-        return 0.0, 1.0 / 65535.0
     lo, hi = float(arr.min()), float(arr.max())
-    if arr.dtype.kind in "iu" and lo >= 0 and hi <= 255:
-        return 0.0, 1.0 / 255.0
-    if arr.dtype.kind in "iu" and lo >= 0 and hi <= 65535:
-        return 0.0, 1.0 / 65535.0
+    if arr.dtype.kind in "iu" and lo >= 0:
+        for top in (255.0, 1023.0, 4095.0, 65535.0):
+            if hi <= top:
+                return 0.0, 1.0 / top
     if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
         return 0.0, 1.0
     span = hi / 2.0 - lo / 2.0          # halves: hi - lo may overflow for huge floats
@@ -387,7 +385,7 @@ def _to_working(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     zoom = WORK_SIZE / longest
     hz, wz = max(1, round(h * zoom)), max(1, round(w * zoom))
     soft = _linear_matrix(h, hz) @ ink @ _linear_matrix(w, wz).T              # (hz, wz)
-    return soft, soft > 0.4, longest / WORK_SIZE if hz > 1 or wz > 1 else 1.0
+    return soft, soft > 0.4, longest / WORK_SIZE
 
 
 # ---------------------------------------------------------------- step 5: stroke width
@@ -459,7 +457,7 @@ def _normalise_stroke(soft: np.ndarray, solid: np.ndarray, width: float, thin_wi
     out_width = true_width / px_per_out
     if WIDTH_RANGE[0] <= out_width <= WIDTH_RANGE[1]:
         return soft, true_width, true_width
-    goal = min(max(out_width, WIDTH_RANGE[0]), WIDTH_RANGE[1]) if WIDTH_GOAL is None else WIDTH_GOAL
+    goal = min(max(out_width, WIDTH_RANGE[0]), WIDTH_RANGE[1])              # output px
     # growing by c on each side also lengthens the box by 2c; solve for the working width t
     # with t / ((longest + t - width) / BOX_SIZE) = goal
     longest = px_per_out * BOX_SIZE
@@ -526,10 +524,10 @@ def preprocess(image) -> Preprocessed:
     ----------
     image : array_like
         (H, W) grey, or (H, W, C) with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA).
-        Any size up to ``MAX_PIXELS``; dtype bool, uint8 (0..255), uint16 (0..65535), other
-        integers (0..255 or 0..65535 when they fit), or float ([0, 1]; other ranges are
-        stretched from their minimum to their maximum). Either polarity: dark ink on a light
-        page or light ink on a dark canvas.
+        Any size up to ``MAX_PIXELS``; dtype bool, uint8 (0..255), other integers (0..255,
+        0..1023, 0..4095 or 0..65535, the smallest that holds the values), or float ([0, 1];
+        other ranges are stretched from their minimum to their maximum). Either polarity:
+        dark ink on a light page or light ink on a dark canvas.
 
     Returns
     -------

@@ -106,9 +106,12 @@ def test_too_many_pixels_is_refused(monkeypatch):
 
 @pytest.mark.parametrize("arr, expected", [
     (np.array([[0, 255]], np.uint8), (0.0, 1 / 255)),
-    (np.array([[0, 100]], np.uint16), (0.0, 1 / 65535)),
+    (np.array([[0, 100]], np.uint16), (0.0, 1 / 255)),
+    (np.array([[0, 60000]], np.uint16), (0.0, 1 / 65535)),
     (np.array([[0, 255]], np.int64), (0.0, 1 / 255)),
-    (np.array([[0, 4000]], np.int32), (0.0, 1 / 65535)),
+    (np.array([[0, 1000]], np.uint16), (0.0, 1 / 1023)),
+    (np.array([[0, 4000]], np.int32), (0.0, 1 / 4095)),
+    (np.array([[0, 70000]], np.int32), (0.0, 1 / 70000)),
     (np.array([[-10, 30]], np.int16), (-10.0, 1 / 40)),
     (np.array([[0.0, 0.7]], np.float32), (0.0, 1.0)),
     (np.array([[-1.0, 1.0]]), (-1.0, 0.5)),
