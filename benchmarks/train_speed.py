@@ -193,14 +193,13 @@ def main() -> None:
 
     print("\nQuick preset (the one Retrain offers first): test accuracy against training time")
     quick = PRESETS["quick"]
-    for label, cfg in (("quick", quick),):
+    # the one-cycle schedule spans the run, so a shorter budget is a shorter run, not an early epoch
+    for label, cfg in ((f"quick ({quick.epochs} epochs)", quick), ("quick --epochs 3", replace(quick, epochs=3))):
         curve = quick_curve(mnist, cfg)
-        for sec, acc in curve:
-            print(f"  {label}: {sec:6.2f} s  test {acc:.2%}")
-        for target, budget in ((0.98, 3.0), (0.983, 6.0)):
-            hit = next((s for s, a in curve if a >= target), None)
-            verdict = "not reached" if hit is None else f"{hit:.2f} s"
-            print(f"  time to {target:.1%}: {verdict} (target <= {budget:.0f} s)")
+        print("  " + label + ": " + ", ".join(f"{acc:.2%} at {sec:.2f} s" for sec, acc in curve))
+        best = max(curve, key=lambda c: c[1])
+        print(f"    final {curve[-1][1]:.2%} after {curve[-1][0]:.2f} s of training (best {best[1]:.2%})")
+    print("  targets: >= 98.0% within 3 s, >= 98.3% within 6 s")
     if not args.skip_sklearn_defaults:
         sec, best, epochs = sklearn_time_to(x, y, xt, yt)
         shown = "not reached" if sec is None else f"{sec:.2f} s ({epochs} epochs)"
