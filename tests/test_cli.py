@@ -1,0 +1,98 @@
+"""The `digitpad` command in a subprocess: predict, train, download, help, and exit codes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from digitpad.core.model_io import shipped_model_path
+
+
+def digitpad(*args, env=None, timeout=300):
+    full_env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "digitpad", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """A drawn 1 (black on white, large, off-centre), a blank page, a text file, an empty file."""
+    from digitpad.imageio import save_png
+
+    folder = tmp_path_factory.mktemp("pictures")
+    one = np.full((400, 300), 255, np.uint8)
+    one[60:300, 40:52] = 0  # a thick vertical stroke in the upper-left part
+    save_png(folder / "one.png", one)
+    save_png(folder / "blank.png", np.full((50, 50), 255, np.uint8))
+    (folder / "notes.png").write_text("not a picture")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+@pytest.mark.skipif(not shipped_model_path().is_file(), reason="no shipped model in this checkout")
+def test_predict_json_reads_good_images_and_names_the_bad_ones(pictures):
+    paths = [pictures / n for n in ("one.png", "notes.png", "empty.png", "missing.png", "blank.png")]
+    proc = digitpad("predict", "--json", *map(str, paths))
+    assert proc.returncode == 1  # some files failed, after all were tried
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["path"] for line in lines] == list(map(str, paths))
+    one, notes, empty, missing, blank = lines
+    assert one["digit"] == 1 and one["confidence"] > 0.5
+    assert len(one["probabilities"]) == 10 and abs(sum(one["probabilities"]) - 1) < 1e-3
+    for bad, words in ((notes, "not a picture"), (empty, "empty"), (missing, "no such file")):
+        assert words in bad["error"] and bad["path"] in bad["error"]
+    assert blank["digit"] is None and blank["blank"] is True
+
+
+@pytest.mark.skipif(not shipped_model_path().is_file(), reason="no shipped model in this checkout")
+def test_predict_all_good_exits_zero_with_plain_output(pictures):
+    proc = digitpad("predict", str(pictures / "one.png"))
+    assert proc.returncode == 0
+    assert proc.stdout.strip().startswith(f"{pictures / 'one.png'}: 1 (")
+
+
+def test_predict_with_a_corrupt_model_says_so(pictures, tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 broken")
+    proc = digitpad("predict", "--model", str(bad), str(pictures / "one.png"))
+    assert proc.returncode == 1
+    assert "bad.npz" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.mnist
+def test_train_json_saves_a_model_that_eval_reads(mnist_dir, tmp_path):
+    out = tmp_path / "small.npz"
+    proc = digitpad("train", "--data-dir", str(mnist_dir), "--hidden", "32", "--epochs", "1", "--limit", "3000",
+                    "--seed", "3", "--out", str(out), "--json", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["model"] == str(out) and out.is_file()
+    assert 0.5 < summary["test_accuracy"] <= 1 and summary["config"]["hidden"] == [32]
+    evaluated = json.loads(digitpad("eval", "--model", str(out), "--data-dir", str(mnist_dir), "--json").stdout)
+    assert evaluated["accuracy"] == pytest.approx(summary["test_accuracy"])
+
+
+def test_train_refuses_bad_settings_naming_them(tmp_path):
+    proc = digitpad("train", "--dropout", "1.5", "--data-dir", str(tmp_path), "--out", str(tmp_path / "m.npz"))
+    assert proc.returncode == 2 and "dropout" in proc.stderr and "Traceback" not in proc.stderr
+    proc = digitpad("train", "--hidden", "12,x")
+    assert proc.returncode == 2 and "--hidden" in proc.stderr
+
+
+def test_train_without_data_says_how_to_get_it(tmp_path):
+    env = {"DIGITPAD_DATA_DIR": str(tmp_path / "nowhere"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    proc = digitpad("train", "--out", str(tmp_path / "m.npz"), env=env)
+    assert proc.returncode == 1
+    assert "digitpad download" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_help_lists_every_subcommand():
+    proc = digitpad("--help")
+    assert proc.returncode == 0
+    for name in ("gui", "download", "train", "eval", "predict"):
+        assert name in proc.stdout
