@@ -7,6 +7,13 @@ dialog -> ``TrainConfig`` -> MNIST located (or downloaded) -> ``TrainWorker`` in
 ``QThread`` -> records drained by a GUI timer into a ``TrainingHistory`` -> panes
 redrawn, canvas read with the newest weights -> test accuracy measured in the worker ->
 Keep (saved atomically in the user's models folder, becomes the current model) or Revert.
+
+The training dock's home is the bottom of the window, where it would squeeze the canvas
+and its own heatmaps. While a run goes (and until its Keep or Revert) it is tabbed with
+the "Inside the network" dock instead, given most of the window's width with the canvas
+column still wide enough to draw in; Keep, Revert, closing the dock or closing the window
+put the user's layout back exactly as it was (so the remembered window state is never the
+training one). A training dock the user placed somewhere else is left where it is.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QByteArray, QObject, QSettings, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QDockWidget
 
@@ -30,7 +37,9 @@ DATA_DIR_KEY = "data/dir"
 REFRESH_MS = 50  # panes redraw pace (20 Hz), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 10000
-DOCK_SHARE = 0.58  # of the window's height given to the training dock when it first opens
+CANVAS_SHARE = 0.36  # of the window's width left to the canvas column while the training panes are beside it
+MIN_CANVAS_COLUMN = 460  # pixels: the canvas column never gets narrower than this for the training panes
+PROBABILITIES_HEIGHT = 190  # pixels for the probabilities row above the training panes
 
 
 class RetrainController(QObject):
@@ -58,6 +67,9 @@ class RetrainController(QObject):
         self._reading_time = 0.0
         self._drew_last_tick = False
         self._config = None
+        self._user_layout: QByteArray | None = None  # the window's state before a run rearranged it
+        self._training_area = None  # the dock area the training dock was moved into for the run
+        self._restoring = False
 
         self.action_retrain = QAction("&Retrain…", self)
         self.action_retrain.setObjectName("action_retrain")
@@ -93,6 +105,7 @@ class RetrainController(QObject):
         self.dock.setWidget(self.panes)
         window.addDockWidget(Qt.BottomDockWidgetArea, self.dock)
         self.dock.hide()
+        self.dock.toggleViewAction().toggled.connect(self._on_dock_toggled)
         view = getattr(window, "menu_view", None)
         if view is not None:
             view.addAction(self.dock.toggleViewAction())
@@ -160,7 +173,7 @@ class RetrainController(QObject):
             if data_dir is None:
                 return False
         if self.outcome is not None:
-            self.revert()
+            self.revert(restore_layout=False)  # the next run keeps the training layout
         self._join_thread()
         self._config = config
         self.history = None
@@ -186,16 +199,81 @@ class RetrainController(QObject):
         self.panes.progress.setRange(0, 0)
         self.panes.progress.setFormat("loading MNIST…" if mnist is None else "starting…")
         self.panes.status.setText("")
-        if not self.dock.isVisible():
-            self.dock.show()
-            height = getattr(self.window, "height", lambda: 0)()
-            if height > 0:  # room for the summary row and two rows of per-layer heatmaps
-                size = max(300, int(height * DOCK_SHARE))
-                QTimer.singleShot(0, lambda: self.window.resizeDocks([self.dock], [size], Qt.Vertical))
-        self.dock.raise_()
+        self._arrange_for_training()
         self._status("Training: loading MNIST…" if mnist is None else "Training…")
         thread.start()
         return True
+
+    # ---- room for the panes ------------------------------------------------------------------
+
+    def _arrange_for_training(self) -> None:
+        """Show the training dock beside the canvas, tabbed with "Inside the network", and widen it.
+
+        Only when the dock is at home (docked at the bottom): a dock the user moved or floated
+        stays where it is. The window's state is kept to be put back when the run is dealt with.
+        """
+        w, dock = self.window, self.dock
+        if self._user_layout is None and not dock.isFloating() and hasattr(w, "saveState") \
+                and w.dockWidgetArea(dock) == Qt.BottomDockWidgetArea:
+            side = (Qt.RightDockWidgetArea, Qt.LeftDockWidgetArea)
+
+            def usable(d):
+                return d is not None and d.isVisible() and not d.isFloating() and w.dockWidgetArea(d) in side
+
+            network = getattr(w, "network_dock", None)
+            probabilities = getattr(w, "probabilities_dock", None)
+            self._user_layout = w.saveState()
+            self._restoring = True  # moving the dock hides and shows it: not the user closing it
+            try:
+                if usable(network):
+                    w.tabifyDockWidget(network, dock)
+                elif usable(probabilities):
+                    w.splitDockWidget(probabilities, dock, Qt.Vertical)
+                else:
+                    w.addDockWidget(Qt.RightDockWidgetArea, dock)
+                dock.show()
+            finally:
+                self._restoring = False
+            self._training_area = w.dockWidgetArea(dock)
+            QTimer.singleShot(0, self._size_for_training)
+        dock.show()
+        dock.raise_()
+
+    def _size_for_training(self) -> None:
+        """Most of the width to the training panes, a thin probabilities row above them."""
+        w, dock = self.window, self.dock
+        if self._user_layout is None or not dock.isVisible() or dock.isFloating():
+            return
+        width = w.width()
+        w.resizeDocks([dock], [width - max(MIN_CANVAS_COLUMN, int(width * CANVAS_SHARE))], Qt.Horizontal)
+        probabilities = getattr(w, "probabilities_dock", None)
+        if probabilities is not None and probabilities.isVisible() and not probabilities.isFloating() \
+                and w.dockWidgetArea(probabilities) == self._training_area:
+            w.resizeDocks([probabilities, dock], [PROBABILITIES_HEIGHT, w.height()], Qt.Vertical)
+
+    def _restore_user_layout(self) -> None:
+        """Put back the layout from before the run, unless the user has since moved the training dock."""
+        state, self._user_layout = self._user_layout, None
+        if state is None:
+            return
+        if self.dock.isFloating() or self.window.dockWidgetArea(self.dock) != self._training_area:
+            return  # moved during the run: where the user put it is where it stays
+        w = self.window
+        size = w.size()
+        self._restoring = True
+        try:
+            self.dock.hide()  # restoring around the visible panes' tab can make the window grow
+            w.restoreState(state)
+        finally:
+            self._restoring = False
+        if w.size() != size and not (w.windowState() & (Qt.WindowMaximized | Qt.WindowFullScreen)):
+            w.resize(size)  # the layout put back, not a bigger window
+
+    @Slot(bool)
+    def _on_dock_toggled(self, shown: bool) -> None:
+        if not shown and not self._restoring and self._user_layout is not None:
+            self._restore_user_layout()  # closed by the user: the rest of the layout goes back too
+            self.dock.hide()
 
     # ---- worker signals (queued into the GUI thread) -------------------------------------------
 
@@ -348,18 +426,21 @@ class RetrainController(QObject):
         self.panes.result_panel.hide()
         self.window.set_model(o.model, metadata, path)
         self.window.set_reading_model(None)
+        self._restore_user_layout()
         self._status(f"New model kept: {path}", 8000)
         self.kept.emit(str(path))
         return path
 
     @Slot()
-    def revert(self) -> None:
+    def revert(self, restore_layout: bool = True) -> None:
         """Throw the new model away; the canvas is read with the current model again."""
         if self.outcome is None:
             return
         self.outcome = None
         self.panes.result_panel.hide()
         self.window.set_reading_model(None)
+        if restore_layout:
+            self._restore_user_layout()
         self._status("Reverted to the current model", 5000)
         self.reverted.emit()
 
@@ -367,6 +448,7 @@ class RetrainController(QObject):
         """The window is closing: stop the worker, wait for its thread; nothing is saved half-way."""
         self._closing = True
         self.timer.stop()
+        self._restore_user_layout()  # before the window remembers its state
         if self._worker is not None:
             self._worker.abandon()
         if self.thread is not None:

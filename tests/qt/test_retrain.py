@@ -298,3 +298,147 @@ def test_theme_switch_recolours_the_training_panes_at_once(qtbot, window, data):
         c.stop()
     window.set_theme("dark")  # after the run too
     assert backgrounds() == {dark.background} and axis_pen() == dark.muted
+
+
+# ---- room for the training panes -------------------------------------------------------------------
+
+@pytest.fixture
+def window_1280(qtbot, settings, models_dir):
+    from PySide6.QtWidgets import QApplication
+
+    w = MainWindow(settings=settings)
+    qtbot.addWidget(w)
+    w.resize(1280, 800)
+    w.show()
+    qtbot.waitExposed(w)
+    QApplication.processEvents()  # the deferred first layout
+    yield w
+    w.retrain.shutdown()
+
+
+def _layout(w):
+    """What the user sees of the layout: window size, canvas size, and each dock's area, visibility and size."""
+    docks = (*w.docks, w.retrain.dock)
+    return (w.size(), w.canvas.size(),
+            [(d.objectName(), w.dockWidgetArea(d), d.isVisible(), d.isFloating(), d.isVisible() and d.size())
+             for d in docks])
+
+
+def test_training_panes_get_room_beside_a_usable_canvas_then_the_layout_comes_back(qtbot, window_1280, data):
+    w, c = window_1280, window_1280.retrain
+    before = _layout(w)
+    assert w.dockWidgetArea(c.dock) == Qt.BottomDockWidgetArea and not c.dock.isVisible()
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.dock.width() >= 700, timeout=3000)
+    # tabbed with "Inside the network", beside the canvas, most of the window's width and height
+    assert w.dockWidgetArea(c.dock) == Qt.RightDockWidgetArea
+    assert w.network_dock in w.tabifiedDockWidgets(c.dock)
+    assert c.dock.isVisible() and c.dock.height() >= 450
+    assert c.panes.summary_rows == 2  # a dock this shape shows the summary plots in two rows
+    for plot in (*c.panes.act_plots, *c.panes.grad_hist_plots):
+        assert plot.height() >= 80, plot.objectName()  # today's bottom dock gave the heatmaps ~40 px
+    side = w.canvas.drawing_rect().width()
+    assert side >= 420  # still a canvas to draw on while it trains
+    assert w.probabilities_dock.isVisible()  # and the reading stays in view
+    with qtbot.waitSignal(c.run_finished, timeout=5000):
+        c.stop()
+    assert c.dock.isVisible() and c.panes.result_panel.isVisible()  # Keep / Revert still in view
+    with qtbot.waitSignal(c.reverted):
+        qtbot.mouseClick(w.findChild(QPushButton, "train_revert"), Qt.LeftButton)
+    assert _layout(w) == before
+
+
+def test_training_panes_at_1920x1080(qtbot, window_1280, data):
+    w, c = window_1280, window_1280.retrain
+    w.resize(1920, 1080)
+    qtbot.waitUntil(lambda: w.canvas.width() > 800, timeout=2000)
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.dock.width() >= 1100, timeout=3000)
+    assert c.dock.height() >= 700 and c.panes.summary_rows == 2
+    for plot in (*c.panes.act_plots, *c.panes.grad_hist_plots):
+        assert plot.height() >= 130, plot.objectName()
+    assert w.canvas.drawing_rect().width() >= 600
+    with qtbot.waitSignal(c.run_finished, timeout=5000):
+        c.stop()
+
+
+def test_keep_also_puts_the_layout_back(qtbot, window_1280, data):
+    w, c = window_1280, window_1280.retrain
+    before = _layout(w)
+    run_to_end(qtbot, c, SMALL, data)
+    assert w.dockWidgetArea(c.dock) == Qt.RightDockWidgetArea
+    with qtbot.waitSignal(c.kept):
+        qtbot.mouseClick(w.findChild(QPushButton, "train_keep"), Qt.LeftButton)
+    assert _layout(w) == before
+
+
+def test_closing_mid_run_remembers_the_users_layout_not_the_training_one(qtbot, window_1280, data, settings):
+    from digitpad.qt.main_window import SETTINGS_VERSION
+
+    from PySide6.QtWidgets import QApplication
+
+    w, c = window_1280, window_1280.retrain
+    w.network_input_dock.hide()  # a layout of the user's own
+    QApplication.processEvents()
+    user = _layout(w)
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.dock.width() >= 700, timeout=3000)
+    w.close()
+    saved = settings.value("window/state")
+    again = MainWindow(settings=settings)  # the next start
+    qtbot.addWidget(again)
+    again.resize(1280, 800)  # (the offscreen screen is smaller than the saved geometry)
+    again.show()
+    qtbot.waitExposed(again)
+    assert again.restoreState(saved, SETTINGS_VERSION)
+    QApplication.processEvents()
+    assert _layout(again) == user  # the remembered layout is the user's, not the training one
+    again.retrain.shutdown()
+
+
+def test_closing_the_training_dock_mid_run_puts_the_layout_back(qtbot, window_1280, data):
+    w, c = window_1280, window_1280.retrain
+    before = _layout(w)
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.dock.width() >= 700, timeout=3000)
+    c.dock.close()
+    assert c.is_running
+    assert _layout(w) == before
+    with qtbot.waitSignal(c.run_finished, timeout=5000):
+        c.stop()
+
+
+def test_a_training_dock_the_user_placed_stays_where_it_is(qtbot, window_1280, data):
+    w, c = window_1280, window_1280.retrain
+    w.addDockWidget(Qt.LeftDockWidgetArea, c.dock)
+    c.dock.show()
+    qtbot.waitUntil(lambda: c.dock.width() > 0, timeout=1000)
+    run_to_end(qtbot, c, SMALL, data)
+    assert w.dockWidgetArea(c.dock) == Qt.LeftDockWidgetArea and c.dock.isVisible()
+    assert w.tabifiedDockWidgets(c.dock) == []
+    with qtbot.waitSignal(c.reverted):
+        c.revert()
+    assert w.dockWidgetArea(c.dock) == Qt.LeftDockWidgetArea and c.dock.isVisible()
+
+
+def test_summary_plots_take_one_row_only_in_a_wide_low_dock(qtbot):
+    from digitpad.qt.panes.training import TrainingPanes
+
+    panes = TrainingPanes()
+    qtbot.addWidget(panes)
+    panes.prepare(SMALL)
+    panes.resize(1600, 320)  # across the bottom of a window
+    panes.show()
+    qtbot.waitUntil(lambda: panes.summary_rows == 1, timeout=1000)
+    row = (panes.loss_plot, panes.accuracy_plot, panes.grad_box, panes.update_ratio_plot, panes.dead_plot)
+    assert len({p.mapTo(panes, p.rect().topLeft()).y() for p in row}) == 1  # (the gradient key heads its box)
+    panes.resize(820, 530)  # beside the canvas
+    qtbot.waitUntil(lambda: panes.summary_rows == 2, timeout=1000)
+    qtbot.waitUntil(lambda: panes.grad_norm_plot.mapTo(panes, panes.grad_norm_plot.rect().topLeft()).y()
+                    > panes.loss_plot.mapTo(panes, panes.loss_plot.rect().bottomLeft()).y(), timeout=1000)
+    assert panes.dead_plot.mapTo(panes, panes.dead_plot.rect().topLeft()).y() \
+        == panes.loss_plot.mapTo(panes, panes.loss_plot.rect().topLeft()).y()

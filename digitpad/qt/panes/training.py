@@ -35,6 +35,7 @@ from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme, quiet_plot, style_pl
 HIST_FLOOR = 1e-4  # share of values below which a histogram cell shows black
 HIST_LEVELS = (-3.5, -0.3)  # log10(share) mapped onto the colour map
 UPDATE_RATIO_GUIDE = 1e-3  # the usual healthy size of an update relative to its weights
+WIDE_PANES = 1100  # pixels: from this width (and twice the height) the summary plots go in one row
 _LAYER_ANCHORS = [(66, 135, 245), (45, 200, 160), (250, 204, 21), (245, 130, 50), (239, 68, 68)]
 
 
@@ -368,17 +369,16 @@ class TrainingPanes(QWidget):
         top.addWidget(self.progress, 5)
         top.addWidget(self.grad_hint, 6)
         top.addWidget(self.status)
-        grad_box = QVBoxLayout()
+        self.grad_box = QWidget()  # the gradient-norm plot under its key
+        grad_box = QVBoxLayout(self.grad_box)
+        grad_box.setContentsMargins(0, 0, 0, 0)
         grad_box.setSpacing(0)
         grad_box.addWidget(self.grad_key)
         grad_box.addWidget(self.grad_norm_plot, 1)
-        summary = QHBoxLayout()
-        summary.setSpacing(2)
-        summary.addWidget(self.loss_plot, 2)
-        summary.addWidget(self.accuracy_plot, 2)
-        summary.addLayout(grad_box, 4)
-        summary.addWidget(self.update_ratio_plot, 2)
-        summary.addWidget(self.dead_plot, 2)
+        self.summary_grid = QGridLayout()
+        self.summary_grid.setSpacing(2)
+        self.summary_rows = 0  # 1 when wide, 2 when narrow; set by _arrange_summary
+        self._arrange_summary(wide=True)
         self.layer_grid = QGridLayout()
         self.layer_grid.setSpacing(2)
         outer = QVBoxLayout(self)
@@ -386,7 +386,7 @@ class TrainingPanes(QWidget):
         outer.setSpacing(2)
         outer.addLayout(top)
         outer.addWidget(self.result_panel)
-        outer.addLayout(summary, 1)
+        outer.addLayout(self.summary_grid, 1)
         outer.addLayout(self.layer_grid, 1)
 
         self.act_plots: list[pg.PlotWidget] = []
@@ -401,6 +401,39 @@ class TrainingPanes(QWidget):
         self._epochs = 1
         self._seen = (-1, -1, -1)
         self.apply_theme(theme)
+
+    # ---- layout ------------------------------------------------------------------------
+
+    def _arrange_summary(self, wide: bool) -> None:
+        """The five summary plots in one row when the panes are wide and low, else in two rows.
+
+        Wide (a dock across the window): loss, accuracy, gradient norm (double width), update
+        size, dead units. Otherwise (a dock beside the canvas): loss, accuracy, dead units above
+        gradient norm (double width) and update size, so no title is cut off and no plot is a
+        tall thin strip.
+        """
+        rows = 1 if wide else 2
+        if rows == self.summary_rows:
+            return
+        grid = self.summary_grid
+        cells = ((self.loss_plot, 0, 0, 1, 2), (self.accuracy_plot, 0, 2, 1, 2), (self.grad_box, 0, 4, 1, 4),
+                 (self.update_ratio_plot, 0, 8, 1, 2), (self.dead_plot, 0, 10, 1, 2)) if wide else \
+                ((self.loss_plot, 0, 0, 1, 1), (self.accuracy_plot, 0, 1, 1, 1), (self.dead_plot, 0, 2, 1, 1),
+                 (self.grad_box, 1, 0, 1, 2), (self.update_ratio_plot, 1, 2, 1, 1))
+        for widget, *_ in cells:
+            grid.removeWidget(widget)
+        for c in range(12):
+            grid.setColumnStretch(c, 1 if (wide or c < 3) else 0)
+        for r in range(2):
+            grid.setRowStretch(r, 1 if r < rows else 0)
+        for widget, *cell in cells:
+            grid.addWidget(widget, *cell)
+        self.summary_rows = rows
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        size = event.size()
+        self._arrange_summary(wide=size.width() >= WIDE_PANES and size.width() >= 2 * size.height())
 
     # ---- per run -----------------------------------------------------------------------
 
