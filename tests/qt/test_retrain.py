@@ -442,3 +442,19 @@ def test_summary_plots_take_one_row_only_in_a_wide_low_dock(qtbot):
                     > panes.loss_plot.mapTo(panes, panes.loss_plot.rect().bottomLeft()).y(), timeout=1000)
     assert panes.dead_plot.mapTo(panes, panes.dead_plot.rect().topLeft()).y() \
         == panes.loss_plot.mapTo(panes, panes.loss_plot.rect().topLeft()).y()
+
+
+def test_heatmap_titles_shorten_when_they_would_be_cut_off(qtbot):
+    from digitpad.qt.panes.training import TrainingPanes
+
+    panes = TrainingPanes()
+    qtbot.addWidget(panes)
+    panes.prepare(TrainConfig(hidden=(128, 128, 128, 128), activation="sigmoid"))
+    panes.resize(820, 530)  # five columns beside the canvas at 1280x800
+    panes.show()
+    qtbot.waitUntil(lambda: panes.act_plots[0].title_text == "layer 1: sigmoid", timeout=1000)
+    assert panes.act_plots[-1].title_text == "layer 5: logits"
+    assert "layer 1: sigmoid" in panes.act_plots[0].getPlotItem().titleLabel.text
+    panes.resize(1900, 800)
+    qtbot.waitUntil(lambda: panes.act_plots[0].title_text == "layer 1 (input side): sigmoid outputs", timeout=1000)
+    assert panes.act_plots[-1].title_text == "layer 5 (output): logits"

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -378,6 +379,8 @@ class TrainingPanes(QWidget):
         self.summary_grid = QGridLayout()
         self.summary_grid.setSpacing(2)
         self.summary_rows = 0  # 1 when wide, 2 when narrow; set by _arrange_summary
+        self._title_font = QFont(self.font())
+        self._title_font.setPointSizeF(9.0)  # the plots' titles are set at 9pt
         self._arrange_summary(wide=True)
         self.layer_grid = QGridLayout()
         self.layer_grid.setSpacing(2)
@@ -434,6 +437,7 @@ class TrainingPanes(QWidget):
         super().resizeEvent(event)
         size = event.size()
         self._arrange_summary(wide=size.width() >= WIDE_PANES and size.width() >= 2 * size.height())
+        self._fit_layer_titles()
 
     # ---- per run -----------------------------------------------------------------------
 
@@ -535,8 +539,10 @@ class TrainingPanes(QWidget):
         for i in range(n):
             hidden = i < n - 1
             side = " (input side)" if i == 0 else ""
-            self._title(self.act_plots[i], f"layer {i + 1}{side}: {out_name} outputs" if hidden
-                        else f"layer {i + 1} (output): logits")
+            act = self.act_plots[i]
+            act.title_long = f"layer {i + 1}{side}: {out_name} outputs" if hidden else f"layer {i + 1} (output): logits"
+            act.title_short = f"layer {i + 1}: {out_name}" if hidden else f"layer {i + 1}: logits"
+            self._title(act, act.title_long)
             self._title(self.grad_hist_plots[i], f"layer {i + 1}: log₁₀|∂L/∂W|")
             for w in (self.act_plots[i], self.grad_hist_plots[i]):
                 w.setToolTip(f"{layer_name(i, n)}: {sizes[i]} → {sizes[i + 1]}; each column is a moment of "
@@ -545,10 +551,23 @@ class TrainingPanes(QWidget):
             self.act_plots[i].ranges.pop("y", None)
             _set_range(self.act_plots[i], y=(float(edges[0]), float(edges[-1])))
             _set_range(self.grad_hist_plots[i], y=(float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
+        self._fit_layer_titles()
         dead = activation in ("relu", "leaky_relu")
         self._title(self.dead_plot, "dead units" if dead else "saturated units")
         self.dead_plot.setToolTip("Share of each hidden layer's units that never respond to the probe digits"
                                   if dead else f"Share of each hidden layer's units stuck at a limit of {activation}")
+
+    def _fit_layer_titles(self) -> None:
+        """Short heatmap titles ('layer 1: sigmoid') when the long ones would be cut off."""
+        if not self.act_plots:
+            return
+        metrics = QFontMetrics(self._title_font)
+        column = self.width() / len(self.act_plots) - 24  # the title spans its plot, less some margin
+        fit = all(metrics.horizontalAdvance(getattr(w, "title_long", "")) <= column for w in self.act_plots)
+        for w in self.act_plots:  # all long or all short, so the row reads the same across
+            text = getattr(w, "title_long" if fit else "title_short", "")
+            if text and text != w.title_text:
+                self._title(w, text)
 
     def _title(self, w: pg.PlotWidget, text: str) -> None:
         w.title_text = text
