@@ -533,7 +533,7 @@ def test_mnist_digits_survive_the_round_trip(mnist):
     # or thinned, so they move further
     untouched = np.array([r.output_stroke_width == pytest.approx(r.stroke_width * r.scale, rel=0.02)
                           for r in results])
-    assert untouched.mean() > 0.3
+    assert untouched.mean() > 0.85                 # MNIST widths are left as they are
     assert np.median(c[untouched]) > 0.99 and c[untouched].min() > 0.95
     assert np.median(c) > 0.95 and c.min() > 0.6
     coms = np.array([com(o) for o in outs])
