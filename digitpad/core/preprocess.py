@@ -59,6 +59,8 @@ class Preprocessed:
     output_stroke_width: float = 0.0   # stroke width in the 28x28 image, px
     scale: float = 0.0           # output px per input px
     shift: tuple[float, float] = (0.0, 0.0)   # (dy, dx) output px moved to centre the mass
+    # together: an input point p = (y, x) lands at about 14 + shift + scale * (p - bbox centre)
+    # in output coordinates where pixel i spans [i, i + 1)
     specks_removed: int = 0      # connected components dropped as noise
     input_shape: tuple[int, ...] = ()
 

@@ -418,6 +418,24 @@ def test_size_of_the_drawing_barely_matters():
     assert small.scale > big.scale * 3
 
 
+@pytest.mark.parametrize("make", [
+    lambda: seven(280, 280, pen=18, dy=30, dx=-40),
+    lambda: 255 - seven(1000, 700, pen=3, dy=200, dx=100),
+    lambda: canvas(300, 500, [[(40, 60), (250, 90), (250, 400)]], pen=60),
+])
+def test_bbox_scale_and_shift_say_where_input_points_land(make):
+    img = make()
+    res = preprocess(img)
+    ink = img.astype(np.float64) / 255
+    if res.inverted:
+        ink = 1 - ink
+    r0, r1, c0, c1 = res.bbox
+    centre = np.array([(r0 + r1) / 2, (c0 + c1) / 2])
+    # the input's centre of mass must land on the output's (continuous coordinates)
+    landed = 14.0 + np.array(res.shift) + res.scale * (np.array(com(ink)) + 0.5 - centre)
+    np.testing.assert_allclose(landed, np.array(com(res.image)) + 0.5, atol=0.35)
+
+
 def test_aspect_ratio_is_kept():
     img = np.zeros((300, 300), np.uint8)
     img[50:250, 100:110] = 255
