@@ -26,6 +26,7 @@ class Adam:
         self.m = [np.zeros_like(p) for p in params]
         self.v = [np.zeros_like(p) for p in params]
         self.tmp = [np.empty_like(p) for p in params]
+        self.last_update = self.tmp  # after update(): the step subtracted from each parameter
         self.t = 0
 
     def update(self, params, grads, lr: float) -> None:
@@ -64,6 +65,8 @@ class SGD:
         self.decay = decay if decay is not None else [p.ndim > 1 for p in params]
         self.velocity = [np.zeros_like(p) for p in params]
         self.tmp = [np.empty_like(p) for p in params]
+        # after update(): the step added to each parameter
+        self.last_update = self.tmp if nesterov else self.velocity
 
     def update(self, params, grads, lr: float) -> None:
         mu = np.float32(self.momentum)

@@ -248,10 +248,23 @@ def _dead_fraction(activation: str, out: np.ndarray) -> float:
     return float(dead.mean())
 
 
-def layer_stats(model: MLP, probe: np.ndarray, grad_w, grad_b, before=None) -> tuple:
-    """Per-layer statistics: activations on ``probe``, gradients ``grad_w``/``grad_b``.
+def gradient_stats(grad_w, grad_b) -> list[tuple[float, float, np.ndarray]]:
+    """Per layer: (norm of dL/dW, norm of dL/db, histogram of log10|dL/dW|), read before the update."""
+    out = []
+    for g, gb in zip(grad_w, grad_b):
+        sample = g.ravel()[:: max(1, g.size // 65536)]  # at most ~64k values per histogram
+        with np.errstate(divide="ignore"):
+            logg = np.log10(np.abs(sample))
+        logg[~np.isfinite(logg)] = GRAD_LOG_EDGES[0]
+        out.append((float(np.linalg.norm(g)), float(np.linalg.norm(gb)), _hist(logg, GRAD_LOG_EDGES)))
+    return out
 
-    ``before`` is a copy of the weights before this step's update, for the update ratio.
+
+def layer_stats(model: MLP, probe: np.ndarray, grads, updates=None) -> tuple:
+    """Per-layer statistics: activations on ``probe``, gradients from ``gradient_stats``.
+
+    ``updates[i]`` is the change this step made to ``weights[i]`` (the optimiser's own
+    buffer, so nothing is copied), for the update-to-weight ratio.
     """
     trace = model.trace(probe)
     act = model.config.activation
@@ -259,15 +272,10 @@ def layer_stats(model: MLP, probe: np.ndarray, grad_w, grad_b, before=None) -> t
     for i in range(model.n_layers):
         hidden = i < model.n_layers - 1
         out = trace.activations[i] if hidden else trace.logits  # (P, n_i)
-        g = grad_w[i]
-        sample = g.ravel()[:: max(1, g.size // 65536)]
-        with np.errstate(divide="ignore"):
-            logg = np.log10(np.abs(sample))
-        logg[~np.isfinite(logg)] = GRAD_LOG_EDGES[0]
-        w = model.weights[i]
-        w_norm = float(np.linalg.norm(w))
-        if before is not None and w_norm > 0:
-            ratio = float(np.linalg.norm(w - before[i])) / w_norm
+        grad_norm, bias_grad_norm, grad_hist = grads[i]
+        w_norm = float(np.linalg.norm(model.weights[i]))
+        if updates is not None and w_norm > 0:
+            ratio = float(np.linalg.norm(updates[i])) / w_norm
         else:
             ratio = float("nan")
         stats.append(LayerStats(
@@ -275,9 +283,9 @@ def layer_stats(model: MLP, probe: np.ndarray, grad_w, grad_b, before=None) -> t
             act_std=float(out.std()),
             act_hist=_hist(out, ACT_EDGES[act] if hidden else LOGIT_EDGES),
             dead_fraction=_dead_fraction(act, out) if hidden else 0.0,
-            grad_norm=float(np.linalg.norm(g)),
-            bias_grad_norm=float(np.linalg.norm(grad_b[i])),
-            grad_hist=_hist(logg, GRAD_LOG_EDGES),
+            grad_norm=grad_norm,
+            bias_grad_norm=bias_grad_norm,
+            grad_hist=grad_hist,
             update_ratio=ratio,
         ))
     return tuple(stats)
@@ -367,7 +375,9 @@ class Trainer:
         result = TrainResult(model=model.copy(), config=cfg)
         self.result = result
         best_key = None
-        good = model.copy()  # last weights known to be finite
+        good = [p.copy() for p in params]  # last weights known to be finite (flat copies)
+        offsets = np.cumsum([0] + [w.size for w in model.weights])
+        updates = [opt.last_update[0][a:b] for a, b in zip(offsets[:-1], offsets[1:])]  # per-layer views
         step = 0
         t0 = time.perf_counter()
         n_train = len(self.train_labels)
@@ -410,10 +420,8 @@ class Trainer:
                     with np.errstate(over="ignore", invalid="ignore"):
                         model.backward(x, y, ws, cfg.dropout)
                     want_stats = cfg.stats_every and (step % cfg.stats_every == 0)
-                    before = [w.copy() for w in model.weights] if want_stats else None
-                    grad_layers = None
-                    if want_stats:
-                        grad_layers = ([g.copy() for g in ws.grad_w], [g.copy() for g in ws.grad_b])
+                    # gradient statistics before the update: weight decay is added to the gradients in place
+                    grad_layers = gradient_stats(ws.grad_w, ws.grad_b) if want_stats else None
                     with np.errstate(over="ignore", invalid="ignore"):
                         opt.update(params, grads, lr)
                     threads.end_step()
@@ -426,8 +434,9 @@ class Trainer:
                         if not model.is_finite():
                             message = self._diverged_message("weights", step, lr)
                             break
-                        good = model.copy()
-                        layers = layer_stats(model, self.probe, *grad_layers, before=before)
+                        for g, p in zip(good, params):
+                            np.copyto(g, p)
+                        layers = layer_stats(model, self.probe, grad_layers, updates)
                     snap = None
                     if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                         snap = ([w.copy() for w in model.weights], [b.copy() for b in model.biases])
@@ -458,7 +467,8 @@ class Trainer:
                 result.model = model.copy()
                 result.best_epoch = epoch + 1
                 result.best_val_accuracy = val_acc
-            good = model.copy()
+            for g, p in zip(good, params):
+                np.copyto(g, p)
             record = EpochRecord(
                 epoch=epoch + 1, step=step, train_loss=loss_sum / max(seen, 1),
                 train_accuracy=correct / max(seen, 1), val_loss=val_loss, val_accuracy=val_acc,
@@ -471,14 +481,12 @@ class Trainer:
                 break
         if message is not None:
             # diverged: bring back the last finite weights
-            for w, gw in zip(model.weights, good.weights):
-                w[...] = gw
-            for b, gb in zip(model.biases, good.biases):
-                b[...] = gb
+            for g, p in zip(good, params):
+                np.copyto(p, g)  # the model's weights are views of params
             result.diverged = True
             result.message = message
             if best_key is None:
-                result.model = good.copy()
+                result.model = model.copy()
             yield StepRecord(
                 step=step, total_steps=self.total_steps, epoch=result.epochs_done,
                 epoch_progress=0.0, loss=float("nan"), accuracy=float("nan"), lr=lr,

@@ -179,3 +179,15 @@ def test_quick_preset_reaches_97_percent_on_the_full_set(mnist):
     result = train(PRESETS["quick"], mnist)
     _, acc = evaluate(result.model, mnist.test_images, mnist.test_labels)
     assert acc >= 0.97
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_update_ratio_is_the_step_size_over_the_weights(optimizer):
+    cfg = replace(SMALL, stats_every=1, snapshot_every=1, optimizer=optimizer, nesterov=optimizer == "sgd",
+                  lr=3e-3 if optimizer == "adam" else 0.05, weight_decay=1e-3, epochs=1)
+    steps = [r for r in Trainer(cfg, tiny_mnist()) if isinstance(r, StepRecord)]
+    for prev, cur in zip(steps[:5], steps[1:6]):
+        for i, layer in enumerate(cur.layers):
+            w_prev, w_cur = prev.weights[0][i], cur.weights[0][i]
+            expected = np.linalg.norm(w_cur - w_prev) / np.linalg.norm(w_cur)
+            assert layer.update_ratio == pytest.approx(expected, rel=1e-3)
