@@ -141,8 +141,35 @@ def _enlarge(digit: np.ndarray, m: np.ndarray, offset: np.ndarray, page: tuple[i
     return np.clip((v - 0.45) * max(1.0, scale / 2.0) + 0.5, 0.0, 1.0)
 
 
-def render(digit: np.ndarray, rng: np.random.Generator, angle_deg: float = 0.0) -> np.ndarray:
-    """One MNIST digit (28, 28) uint8 as a drawing: (H, W) uint8, (H, W, 3) or (H, W, 4) uint8."""
+def _ideal(digit: np.ndarray, angle_deg: float, pen_mnist: float | None) -> np.ndarray:
+    """What the drawing should become at 28x28: the same strokes drawn there directly.
+
+    ``pen_mnist`` None: the digit itself (rotated); else its centre lines with a pen that
+    wide in MNIST px, clipped to MNIST's widths, drawn 4x larger and area-averaged.
+    Returns (28, 28) float32 in [0, 1].
+    """
+    up = 4
+    a = math.radians(angle_deg)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    if pen_mnist is None:
+        return ndi.affine_transform(digit.astype(np.float32) / 255.0, rot.T,
+                                    offset=13.5 - rot.T @ np.full(2, 13.5), order=1)
+    m = up * rot
+    offset = np.full(2, (28 * up - 1) / 2.0) - m @ np.full(2, 13.5)
+    segments, filled = centre_segments(digit)
+    big = _stroke(segments, m, offset, up * min(max(pen_mnist, 1.4), 3.6), (28 * up, 28 * up))
+    if filled.any():
+        big = np.maximum(big, _enlarge(filled, m, offset, (28 * up, 28 * up), up=4))
+    return big.reshape(28, up, 28, up).mean((1, 3)).astype(np.float32)
+
+
+def render(digit: np.ndarray, rng: np.random.Generator, angle_deg: float = 0.0,
+           ideal: bool = False) -> np.ndarray:
+    """One MNIST digit (28, 28) uint8 as a drawing: (H, W) uint8, (H, W, 3) or (H, W, 4) uint8.
+
+    With ``ideal``, the same random choices give instead what preprocessing should make of
+    that drawing (see ``_ideal``), so the two can be compared digit by digit.
+    """
     scale = math.exp(rng.uniform(math.log(4), math.log(40)))                 # page px per MNIST px
     size = 22.0 * scale                                                      # digit box, rotation room
     margin = rng.uniform(1.1, 1.8)
@@ -150,10 +177,14 @@ def render(digit: np.ndarray, rng: np.random.Generator, angle_deg: float = 0.0) 
     m, offset = _pose(rng, scale, angle_deg, page, size)
     style = rng.random()
     if style < 0.25:
+        if ideal:
+            return _ideal(digit, angle_deg, None)
         ink = _enlarge(digit, m, offset, page)
         pen = 2.4 * scale
     else:
         pen = rng.uniform(1.0, 3.0) if style < 0.6 else rng.uniform(2.5, 4.0) * scale
+        if ideal:
+            return _ideal(digit, angle_deg, pen / scale)
         segments, filled = centre_segments(digit)
         ink = _stroke(segments, m, offset, pen, page)
         if filled.any():
@@ -234,6 +265,9 @@ def evaluate(predict, digits: np.ndarray, labels: np.ndarray, seed: int = 0, log
     turned = rotated(digits, angles)
     row("MNIST test digits, as they are", lambda: originals)
     row("the same digits through preprocess", lambda: through(digits))
+    row("the drawings' strokes drawn straight at 28x28",
+        lambda: np.stack([render(d, np.random.default_rng([seed, i]), ideal=True)
+                          for i, d in enumerate(digits)]))
     row("rendered drawings through preprocess",
         lambda: through(render(d, np.random.default_rng([seed, i])) for i, d in enumerate(digits)))
     row("rendered drawings squeezed to 28x28 (no preprocess)",
@@ -241,6 +275,9 @@ def evaluate(predict, digits: np.ndarray, labels: np.ndarray, seed: int = 0, log
                           for i, d in enumerate(digits)]))
     row("MNIST digits rotated 15 deg, as they are", lambda: turned.astype(np.float32) / 255.0)
     row("MNIST digits rotated 15 deg, through preprocess", lambda: through(turned))
+    row("rotated drawings' strokes drawn straight at 28x28",
+        lambda: np.stack([render(d, np.random.default_rng([seed, i]), a, ideal=True)
+                          for i, (d, a) in enumerate(zip(digits, angles))]))
     row("rendered drawings rotated 15 deg, through preprocess",
         lambda: through(render(d, np.random.default_rng([seed, i]), a)
                         for i, (d, a) in enumerate(zip(digits, angles))))
