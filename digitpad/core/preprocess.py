@@ -330,8 +330,9 @@ def _crop_to_ink(grey: np.ndarray, polarity: _Polarity, kept: np.ndarray, droppe
     c0, c1 = cb0 * f, min(cb1 * f, grey.shape[1])
     ink = polarity.ink(grey[r0:r1, c0:c1])                                   # (r1-r0, c1-c0)
     if f > 1:
-        inside = np.repeat(np.repeat(zone[rb0:rb1, cb0:cb1], f, 0), f, 1)[:r1 - r0, :c1 - c0]
-        ink *= inside
+        block_rows = np.arange(r1 - r0) // f                                 # block of each crop row
+        block_cols = np.arange(c1 - c0) // f
+        ink *= zone[rb0:rb1, cb0:cb1][np.ix_(block_rows, block_cols)]
     elif not zone.all():
         ink *= zone[rb0:rb1, cb0:cb1]
     on = ink > 0.0

@@ -171,6 +171,18 @@ def test_grey_alpha_pair_is_read():
     assert not res.blank and res.bbox == (5, 25, 14, 16)
 
 
+@pytest.mark.parametrize("shape", [(1, 3_000_000), (3_000_000, 2), (5000, 5000)])
+def test_huge_and_extremely_elongated_pictures(shape):
+    img = np.zeros(shape, np.uint8)
+    h, w = shape
+    img[h // 4:max(h // 4 + 1, 3 * h // 4), w // 2:w // 2 + max(1, w // 50)] = 255     # a bar
+    res = preprocess(img)
+    check_output(res)
+    assert not res.blank
+    r0, r1, c0, c1 = res.bbox
+    assert abs(r0 - h // 4) <= 2 and abs(c0 - w // 2) <= 2 and r1 <= h and c1 <= w
+
+
 def test_huge_picture_is_shrunk_while_converting(monkeypatch):
     monkeypatch.setattr(pp, "SHRINK_PIXELS", 10_000)
     img = seven(400, 400, pen=20)                   # 160,000 px -> factor 4
