@@ -255,15 +255,17 @@ class _Polarity:
         return np.clip(x, 0.0, 1.0, out=x)
 
 
-def _find_polarity(grey: np.ndarray, coarse_min: np.ndarray, coarse_max: np.ndarray,
-                   coarse_mean: np.ndarray) -> _Polarity | None:
+def _find_polarity(grey: np.ndarray, coarse_mean: np.ndarray, f: int
+                   ) -> tuple[_Polarity, np.ndarray] | None:
     """Step 2: which side is ink, and the grey levels of background and ink. None if uniform.
 
-    The background is the border's median grey (the whole picture's median when the border
-    is ambiguous); ink is whichever extreme is farther from it. Ink's level is a high
-    percentile of the blocks' extremes, so one hot pixel does not set the contrast.
+    The background is the border's median grey (the median of ``coarse_mean``, the f x f
+    block means, when the border is ambiguous); ink is whichever extreme is farther from
+    it. Ink's level is a high percentile of the blocks' extremes, so one hot pixel does not
+    set the contrast. Returns (polarity, blocks): blocks (h, w) is each f x f block's grey
+    at its inkiest (minimum for dark ink, maximum for light ink).
     """
-    lo, hi = float(coarse_min.min()), float(coarse_max.max())
+    lo, hi = float(grey.min()), float(grey.max())
     if hi - lo < MIN_CONTRAST:
         return None
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
@@ -271,8 +273,9 @@ def _find_polarity(grey: np.ndarray, coarse_min: np.ndarray, coarse_max: np.ndar
     if 0.35 < (bg - lo) / (hi - lo) < 0.65:
         bg = float(np.median(coarse_mean))
     inverted = (hi - bg) < (bg - lo)
+    blocks = _block_reduce(grey, f, np.minimum if inverted else np.maximum)  # (h, w)
     ink_bg = 1.0 - bg if inverted else bg
-    extremes = (1.0 - coarse_min) if inverted else coarse_max               # (h, w)
+    extremes = (1.0 - blocks) if inverted else blocks
     peak = 1.0 - lo if inverted else hi
     strong = extremes[extremes > ink_bg + 0.5 * (peak - ink_bg)]
     level = float(np.percentile(strong, 90)) if strong.size >= 8 else peak
@@ -280,7 +283,7 @@ def _find_polarity(grey: np.ndarray, coarse_min: np.ndarray, coarse_max: np.ndar
         return None
     span = level - ink_bg
     # a small dead zone at both ends: background noise -> 0, the stroke's core -> 1
-    return _Polarity(inverted, bg, ink_bg + 0.08 * span, ink_bg + 0.92 * span)
+    return _Polarity(inverted, bg, ink_bg + 0.08 * span, ink_bg + 0.92 * span), blocks
 
 
 # ---------------------------------------------------------------- step 3: specks
@@ -296,8 +299,8 @@ def _drop_specks(mask: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, np.nda
     Returns (kept, dropped, n_dropped): bool masks of the blocks kept and of those dropped.
     """
     labels, n = ndi.label(mask, structure=np.ones((3, 3), bool))            # (h, w) int
-    if n == 0:
-        return mask, mask, 0
+    if n <= 1:
+        return mask, np.zeros_like(mask), 0
     weight = np.bincount(labels.ravel(), weights=mass.ravel(), minlength=n + 1)   # (n + 1,)
     weight[0] = 0.0
     heaviest = int(weight.argmax())
@@ -315,6 +318,13 @@ def _drop_specks(mask: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, np.nda
 # ---------------------------------------------------------------- step 4: crop
 
 
+def _grow_one(mask: np.ndarray) -> np.ndarray:
+    """A bool mask grown by one pixel in all eight directions (3x3 dilation)."""
+    p = np.pad(mask, 1)
+    rows = p[:-2] | p[1:-1] | p[2:]                                          # (h, w + 2)
+    return rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]                        # (h, w)
+
+
 def _crop_to_ink(grey: np.ndarray, polarity: _Polarity, kept: np.ndarray, dropped: np.ndarray,
                  f: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """Step 4: ink-ness of the kept ink, cropped to its bounding box.
@@ -323,16 +333,14 @@ def _crop_to_ink(grey: np.ndarray, polarity: _Polarity, kept: np.ndarray, droppe
     included (they hold the strokes' soft edges) unless they belong to a speck.
     Returns (ink, bbox): ink (h, w) float32 in [0, 1], bbox (row0, row1, col0, col1) in grey px.
     """
-    zone = ndi.binary_dilation(kept, np.ones((3, 3), bool)) & ~dropped       # (hb, wb)
+    zone = _grow_one(kept) & ~dropped                                       # (hb, wb)
     rows, cols = np.flatnonzero(zone.any(1)), np.flatnonzero(zone.any(0))
     rb0, rb1, cb0, cb1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     r0, r1 = rb0 * f, min(rb1 * f, grey.shape[0])
     c0, c1 = cb0 * f, min(cb1 * f, grey.shape[1])
     ink = polarity.ink(grey[r0:r1, c0:c1])                                   # (r1-r0, c1-c0)
-    if f > 1:
-        block_rows = np.arange(r1 - r0) // f                                 # block of each crop row
-        block_cols = np.arange(c1 - c0) // f
-        ink *= zone[rb0:rb1, cb0:cb1][np.ix_(block_rows, block_cols)]
+    if f > 1:       # each block's flag over its pixels; slicing between the repeats keeps it crop-sized
+        ink *= zone[rb0:rb1, cb0:cb1].repeat(f, 0)[:r1 - r0].repeat(f, 1)[:, :c1 - c0]
     elif not zone.all():
         ink *= zone[rb0:rb1, cb0:cb1]
     on = ink > 0.0
@@ -401,13 +409,13 @@ def _centre_lines(inside: np.ndarray) -> np.ndarray:
     neighbours and deeper than one of them (so a plateau along the stroke is not a peak).
     """
     h, w = inside.shape
-    p = np.pad(inside, 1)
+    p = np.pad(inside.astype(np.float32), 1)
     c = p[1:-1, 1:-1]
     peak = np.zeros((h, w), bool)
     for (y0, x0), (y1, x1) in (((0, 1), (2, 1)), ((1, 0), (1, 2)), ((0, 0), (2, 2)), ((0, 2), (2, 0))):
         a, b = p[y0:y0 + h, x0:x0 + w], p[y1:y1 + h, x1:x1 + w]
-        peak |= (c >= a) & (c >= b) & ((c > a) | (c > b))
-    return peak & (inside > 0)
+        peak |= (c >= np.maximum(a, b)) & (c > np.minimum(a, b))
+    return peak & (c > 0)
 
 
 def _stroke_width(solid: np.ndarray) -> tuple[float, float, np.ndarray, np.ndarray]:
@@ -556,18 +564,16 @@ def preprocess(image) -> Preprocessed:
     f = max(1, math.ceil(max(gh, gw) / ANALYSIS_SIZE))
     if f > 1:
         counts = _block_counts(gh, gw, f)                                    # (gh/f, gw/f)
-        coarse_max = _block_reduce(grey, f, np.maximum)
-        coarse_min = _block_reduce(grey, f, np.minimum)
-        coarse_mass = _block_reduce(grey, f, np.add)
-        coarse_mean = coarse_mass / counts
+        coarse_mean = _block_reduce(grey, f, np.add) / counts
     else:
-        counts, coarse_max, coarse_min, coarse_mean = 1.0, grey, grey, grey
-    polarity = _find_polarity(grey, coarse_min, coarse_max, coarse_mean)
-    if polarity is None:
+        counts, coarse_mean = 1.0, grey
+    found = _find_polarity(grey, coarse_mean, f)
+    if found is None:
         return _blank(shape, "no ink: the picture is uniform")
+    polarity, extremes = found
     what = {"inverted": polarity.inverted, "background": polarity.background}
 
-    strong = polarity.ink(coarse_min if polarity.inverted else coarse_max) > 0.5   # (h, w) bool
+    strong = polarity.ink(extremes) > 0.5                                    # (h, w) bool
     kept, dropped, n_specks = _drop_specks(strong, polarity.ink(coarse_mean) * counts)
     if not kept.any():
         return _blank(shape, "no ink", **what)

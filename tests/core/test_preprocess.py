@@ -204,23 +204,40 @@ def test_polarity(page, ink, inverted):
     img = seven(pen=12).astype(np.float32) / 255                    # 0 page, 1 ink
     img = page + (ink - page) * img
     grey, _ = pp._to_grey(img)
-    pol = pp._find_polarity(grey, grey, grey, grey)
+    pol, blocks = pp._find_polarity(grey, grey, 1)
+    assert blocks is grey or np.array_equal(blocks, grey)
     assert pol.inverted is inverted
     assert pol.background == pytest.approx(page, abs=0.01)
     assert pol.ink(np.float32([[page]]))[0, 0] == 0.0
     assert pol.ink(np.float32([[ink]]))[0, 0] == 1.0
 
 
+def test_polarity_blocks_are_the_inky_extreme():
+    grey = np.full((90, 90), 0.9, np.float32)
+    grey[10:80, 44:47] = 0.1                                 # dark ink, 3 px wide
+    coarse_mean = pp._block_reduce(grey, 9, np.add) / pp._block_counts(90, 90, 9)
+    pol, blocks = pp._find_polarity(grey, coarse_mean, 9)
+    assert pol.inverted and blocks.shape == (10, 10)
+    assert blocks[3, 4] == pytest.approx(0.1) and blocks[3, 0] == pytest.approx(0.9)
+
+
+def test_grow_one():
+    mask = np.zeros((5, 6), bool)
+    mask[0, 0] = mask[3, 3] = True
+    grown = pp._grow_one(mask)
+    np.testing.assert_array_equal(grown, ndi.binary_dilation(mask, np.ones((3, 3), bool)))
+
+
 def test_polarity_of_a_mostly_inked_picture_comes_from_the_border():
     img = np.zeros((100, 100), np.float32)
     img[5:95, 5:95] = 1.0                         # 81 % ink, a dark frame around it
-    pol = pp._find_polarity(img, img, img, img)
+    pol, _ = pp._find_polarity(img, img, 1)
     assert pol.inverted is False
 
 
 def test_uniform_picture_has_no_polarity():
     img = np.full((50, 50), 0.5, np.float32) + np.random.default_rng(0).normal(0, 0.005, (50, 50)).astype(np.float32)
-    assert pp._find_polarity(img, img, img, img) is None
+    assert pp._find_polarity(img, img, 1) is None
 
 
 def test_inverted_and_coloured_pictures_give_the_same_digit():
