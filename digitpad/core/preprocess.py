@@ -214,20 +214,28 @@ def _to_grey(arr: np.ndarray) -> tuple[np.ndarray, int]:
 def _block_reduce(a: np.ndarray, f: int, op: np.ufunc) -> np.ndarray:
     """Reduce (H, W) over f x f blocks with ``op`` (np.add, np.maximum, np.minimum).
 
-    Returns (ceil(H/f), ceil(W/f)); the last blocks may be partial. Strided slices combined
-    in place: f cheap passes per axis instead of a reduction over a short inner axis.
+    Returns (ceil(H/f), ceil(W/f)); the last blocks may be partial. Small blocks combine
+    strided slices in place (f cheap passes per axis); big ones reduce a reshaped axis.
     """
     if f == 1:
         return a
-    rows = a[0::f].copy()                                                    # (ceil(H/f), W)
-    for k in range(1, f):
-        part = a[k::f]
-        op(rows[:len(part)], part, out=rows[:len(part)])
-    out = rows[:, 0::f].copy()                                               # (ceil(H/f), ceil(W/f))
-    for k in range(1, f):
-        part = rows[:, k::f]
-        op(out[:, :part.shape[1]], part, out=out[:, :part.shape[1]])
-    return out
+    return _reduce_axis(_reduce_axis(a, f, op).T, f, op).T
+
+
+def _reduce_axis(a: np.ndarray, f: int, op: np.ufunc) -> np.ndarray:
+    """(H, W) -> (ceil(H/f), W): ``op`` over each run of f rows, the last run maybe shorter."""
+    if f <= 8:
+        out = a[0::f].copy()
+        for k in range(1, f):
+            part = a[k::f]
+            op(out[:len(part)], part, out=out[:len(part)])
+        return out
+    h = a.shape[0]
+    whole = h // f * f
+    parts = [op.reduce(a[:whole].reshape(h // f, f, -1), axis=1)] if whole else []
+    if whole < h:
+        parts.append(op.reduce(a[whole:], axis=0, keepdims=True))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _block_counts(h: int, w: int, f: int) -> np.ndarray:
@@ -339,8 +347,12 @@ def _crop_to_ink(grey: np.ndarray, polarity: _Polarity, kept: np.ndarray, droppe
     r0, r1 = rb0 * f, min(rb1 * f, grey.shape[0])
     c0, c1 = cb0 * f, min(cb1 * f, grey.shape[1])
     ink = polarity.ink(grey[r0:r1, c0:c1])                                   # (r1-r0, c1-c0)
-    if f > 1:       # each block's flag over its pixels; slicing between the repeats keeps it crop-sized
-        ink *= zone[rb0:rb1, cb0:cb1].repeat(f, 0)[:r1 - r0].repeat(f, 1)[:, :c1 - c0]
+    if f > 1:       # each block's flag over its pixels (the last blocks may be cut by the edge)
+        rows = np.full(rb1 - rb0, f)
+        rows[-1] = (r1 - r0) - f * (rb1 - rb0 - 1)
+        cols = np.full(cb1 - cb0, f)
+        cols[-1] = (c1 - c0) - f * (cb1 - cb0 - 1)
+        ink *= zone[rb0:rb1, cb0:cb1].repeat(rows, 0).repeat(cols, 1)
     elif not zone.all():
         ink *= zone[rb0:rb1, cb0:cb1]
     on = ink > 0.0

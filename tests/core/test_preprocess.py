@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import traceback
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -176,7 +177,13 @@ def test_huge_and_extremely_elongated_pictures(shape):
     img = np.zeros(shape, np.uint8)
     h, w = shape
     img[h // 4:max(h // 4 + 1, 3 * h // 4), w // 2:w // 2 + max(1, w // 50)] = 255     # a bar
-    res = preprocess(img)
+    tracemalloc.start()
+    try:
+        res = preprocess(img)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * img.size + 50_000_000      # working memory stays proportional to the input
     check_output(res)
     assert not res.blank
     r0, r1, c0, c1 = res.bbox
