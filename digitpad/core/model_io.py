@@ -196,6 +196,17 @@ def shipped_model_path() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / SHIPPED_NAME
 
 
+def free_path(folder, stem: str) -> Path:
+    """``folder/stem.npz``, or ``stem-2.npz``, ``stem-3.npz``… whichever does not exist yet."""
+    folder = Path(folder)
+    target = folder / f"{stem}.npz"
+    k = 2
+    while target.exists():
+        target = folder / f"{stem}-{k}.npz"
+        k += 1
+    return target
+
+
 def user_models_dir() -> Path:
     """Where models trained in the app are kept (the user's data folder), created on demand."""
     import platformdirs

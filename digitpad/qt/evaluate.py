@@ -920,21 +920,12 @@ class EvaluateController(QObject):
             if resolved != shipped and resolved.is_relative_to(user_dir):
                 target = current
             else:
-                target = self._free_name(user_dir, current.stem + "-calibrated")
+                target = model_io.free_path(user_dir, current.stem + "-calibrated")
             saved = model_io.save_model(target, model, meta)
         except (model_io.ModelFileError, OSError) as e:
             return None, f"Could not save it ({e}); it is kept with the model until you save it."
         note = "" if saved == current else f"Saved as a copy, {saved.name}, in your models folder; the original is unchanged."
         return saved, note
-
-    @staticmethod
-    def _free_name(folder: Path, stem: str) -> Path:
-        target = folder / f"{stem}.npz"
-        k = 2
-        while target.exists():
-            target = folder / f"{stem}-{k}.npz"
-            k += 1
-        return target
 
     def _on_model_changed(self, model) -> None:
         o = self.outcome

@@ -396,14 +396,7 @@ class RetrainController(QObject):
     # ---- the end ----------------------------------------------------------------------------
 
     def _model_path(self) -> Path:
-        folder = model_io.user_models_dir()
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        path = folder / f"digitpad-{stamp}.npz"
-        k = 2
-        while path.exists():
-            path = folder / f"digitpad-{stamp}-{k}.npz"
-            k += 1
-        return path
+        return model_io.free_path(model_io.user_models_dir(), f"digitpad-{time.strftime('%Y%m%d-%H%M%S')}")
 
     @Slot()
     def keep(self) -> Path | None:

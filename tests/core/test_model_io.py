@@ -166,3 +166,13 @@ def test_shipped_model_is_found_and_loads():
     model, meta = load_model(path)
     assert model.config.layer_sizes[0] == 784 and model.config.layer_sizes[-1] == 10
     assert meta["metrics"]["test_accuracy"] >= 0.98
+
+
+def test_free_path_never_names_an_existing_file(tmp_path, model):
+    first = model_io.free_path(tmp_path, "m")
+    assert first == tmp_path / "m.npz"
+    save_model(first, model)
+    second = model_io.free_path(tmp_path, "m")
+    assert second == tmp_path / "m-2.npz"
+    save_model(second, model)
+    assert model_io.free_path(tmp_path, "m") == tmp_path / "m-3.npz"
