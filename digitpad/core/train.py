@@ -421,7 +421,10 @@ class Trainer:
                         model.backward(x, y, ws, cfg.dropout)
                     want_stats = cfg.stats_every and (step % cfg.stats_every == 0)
                     # gradient statistics before the update: weight decay is added to the gradients in place
-                    grad_layers = gradient_stats(ws.grad_w, ws.grad_b) if want_stats else None
+                    grad_layers = None
+                    if want_stats:
+                        with np.errstate(over="ignore", invalid="ignore"):  # a diverging step may overflow
+                            grad_layers = gradient_stats(ws.grad_w, ws.grad_b)
                     with np.errstate(over="ignore", invalid="ignore"):
                         opt.update(params, grads, lr)
                     threads.end_step()
@@ -436,7 +439,8 @@ class Trainer:
                             break
                         for g, p in zip(good, params):
                             np.copyto(g, p)
-                        layers = layer_stats(model, self.probe, grad_layers, updates)
+                        with np.errstate(over="ignore", invalid="ignore"):
+                            layers = layer_stats(model, self.probe, grad_layers, updates)
                     snap = None
                     if cfg.snapshot_every and step % cfg.snapshot_every == 0:
                         snap = ([w.copy() for w in model.weights], [b.copy() for b in model.biases])
