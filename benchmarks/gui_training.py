@@ -55,14 +55,18 @@ def in_app(config, mnist, window, app) -> tuple[float, float]:
 
     def beat():
         now = clock.elapsed()
-        gaps.append(now - last[0])
+        busy = time.thread_time()
+        gaps.append((now - last[0], now, (busy - last_busy[0]) * 1000))
         last[0] = now
+        last_busy[0] = busy
 
     heartbeat = QTimer()
     heartbeat.setTimerType(Qt.PreciseTimer)
     heartbeat.setInterval(HEARTBEAT_MS)
     heartbeat.timeout.connect(beat)
     outcome = []
+    cpu = [0.0]
+    last_busy = [time.thread_time()]
     loop = QEventLoop()
     controller.run_finished.connect(outcome.append)
     controller.run_finished.connect(loop.quit)
@@ -72,6 +76,8 @@ def in_app(config, mnist, window, app) -> tuple[float, float]:
         clock.start()
         last[0] = 0
         gaps.clear()
+        cpu[0] = time.thread_time()
+        last_busy[0] = cpu[0]
         heartbeat.start()
 
     controller.run_started.connect(started)
@@ -79,6 +85,8 @@ def in_app(config, mnist, window, app) -> tuple[float, float]:
         raise SystemExit("the controller refused to start")
     loop.exec()
     heartbeat.stop()
+    gui_cpu = time.thread_time() - cpu[0]
+    wall = clock.elapsed() / 1000
     controller.run_started.disconnect(started)
     controller.run_finished.disconnect(outcome.append)
     controller.run_finished.disconnect(loop.quit)
@@ -90,7 +98,11 @@ def in_app(config, mnist, window, app) -> tuple[float, float]:
     n_train = len(mnist.train_labels) - result.config.val_size
     if result.config.limit:
         n_train = min(n_train, result.config.limit)
-    stall = max(gaps) if gaps else float("nan")
+    worst = sorted(gaps, reverse=True)[:3]
+    print("    GUI thread busy {:.0%} of the run; longest gaps: {}".format(
+        gui_cpu / max(wall, 1e-9),
+        ", ".join(f"{g:.0f} ms at {t:.0f} ms ({b:.0f} ms of it computing)" for g, t, b in worst)), flush=True)
+    stall = worst[0][0] if worst else float("nan")
     return n_train * result.epochs_done / result.seconds, stall
 
 

@@ -294,7 +294,7 @@ class RetrainController(QObject):
             return
         self.refresh()  # every record was queued before this signal: none is lost
         if self.history is not None:
-            self.panes.refresh(self.history)
+            self.panes.refresh(self.history, everything=True)
         self._end_run()
         self.outcome = outcome
         self.window.set_reading_model(outcome.model)
@@ -312,7 +312,7 @@ class RetrainController(QObject):
             return
         self.refresh()
         if self.history is not None:
-            self.panes.refresh(self.history)
+            self.panes.refresh(self.history, everything=True)
         self._end_run()
         self.window.set_reading_model(None)
         self.panes.progress.setRange(0, 1)

@@ -13,22 +13,15 @@ a step boundary); stop asks the trainer to stop and wakes the wait.
 
 from __future__ import annotations
 
-import os
 import threading
 import traceback
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
-from threadpoolctl import threadpool_limits
 
 from digitpad.core import data as data_mod
 from digitpad.core.mlp import MLP
 from digitpad.core.train import TrainConfig, TrainResult, Trainer, evaluate
-
-
-def training_threads() -> int:
-    """BLAS threads the worker may use: every core but one, which stays free for the GUI thread."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 @dataclass(frozen=True)
@@ -114,8 +107,7 @@ class TrainWorker(QObject):
     @Slot()
     def run(self) -> None:
         try:
-            with threadpool_limits(limits=training_threads(), user_api="blas"):
-                self._run()  # the trainer's own thread chooser works within this limit
+            self._run()
         except Exception as exc:  # reported to the user, never raised into Qt
             traceback.print_exc()
             self.run_failed.emit(f"{type(exc).__name__}: {exc}")

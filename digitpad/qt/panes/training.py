@@ -402,7 +402,8 @@ class TrainingPanes(QWidget):
         self.update_ratio_curves: list = []
         self.dead_curves: list = []
         self._epochs = 1
-        self._seen = (-1, -1, -1)
+        self._turn = 0  # which group of plots the next refresh feeds
+        self._seen = (-1, -1, -1, -1)
         self.apply_theme(theme)
 
     # ---- layout ------------------------------------------------------------------------
@@ -469,7 +470,7 @@ class TrainingPanes(QWidget):
         self.grad_hint.setText("")
         self.result_panel.hide()
         self._prepared = config
-        self._seen = (-1, -1, -1)
+        self._seen = (-1, -1, -1, -1)
 
     def configure(self, info) -> None:
         """Ready the panes for the run ``info`` describes (a worker.RunInfo)."""
@@ -479,7 +480,7 @@ class TrainingPanes(QWidget):
         self.progress.setRange(0, max(info.total_steps, 1))
         self.progress.setValue(0)
         self.progress.setFormat(f"starting: {info.n_train:,} training digits, {info.total_steps:,} steps")
-        self._seen = (-1, -1, -1)
+        self._seen = (-1, -1, -1, -1)
 
     def _build_layers(self, n_layers: int) -> None:
         """Create the per-layer heatmaps and curves (only when the number of layers changes)."""
@@ -585,18 +586,38 @@ class TrainingPanes(QWidget):
 
     # ---- every timer tick ------------------------------------------------------------------
 
-    def refresh(self, history: TrainingHistory) -> None:
-        """Feed every item whose series changed since the last call, and grow the axes when needed."""
-        seen_steps, seen_epochs, seen_stats = self._seen
-        if history.steps_version != seen_steps:
-            self._refresh_steps(history)
-        if history.epochs_version != seen_epochs:
-            self._refresh_epochs(history)
-        if history.stats_version != seen_stats:
-            self._refresh_stats(history)
-        if history.steps_version != seen_steps or history.epochs_version != seen_epochs:
-            self._refresh_ranges(history)
-        self._seen = (history.steps_version, history.epochs_version, history.stats_version)
+    def refresh(self, history: TrainingHistory, everything: bool = False) -> None:
+        """Feed the items whose series changed since they were last fed, one group per call.
+
+        The groups (loss and progress; activations; gradients) take turns, so each timer
+        tick repaints a third of the plots and the GUI thread is never busy for long.
+        ``everything`` feeds every group at once (the end of a run).
+        """
+        seen_steps, seen_epochs, seen_act, seen_grad = self._seen
+        curves_due = history.steps_version != seen_steps or history.epochs_version != seen_epochs
+        due = [curves_due, history.stats_version != seen_act, history.stats_version != seen_grad]
+        start = self._turn
+        for k in range(3):
+            part = (start + k) % 3
+            if not due[part]:
+                continue
+            if part == 0:
+                if history.steps_version != seen_steps:
+                    self._refresh_steps(history)
+                if history.epochs_version != seen_epochs:
+                    self._refresh_epochs(history)
+                self._refresh_ranges(history)
+                seen_steps, seen_epochs = history.steps_version, history.epochs_version
+            elif part == 1:
+                self._refresh_activations(history)
+                seen_act = history.stats_version
+            else:
+                self._refresh_gradients(history)
+                seen_grad = history.stats_version
+            self._turn = (part + 1) % 3
+            if not everything:
+                break
+        self._seen = (seen_steps, seen_epochs, seen_act, seen_grad)
 
     def _refresh_steps(self, h: TrainingHistory) -> None:
         n = h.n_steps
@@ -641,28 +662,38 @@ class TrainingPanes(QWidget):
         low = max(0.0, math.floor(low * 10) / 10) if math.isfinite(low) else 0.0
         _set_range(self.accuracy_plot, y=(low, 1.0))
 
-    def _refresh_stats(self, h: TrainingHistory) -> None:
+    def _stats_span(self, h: TrainingHistory) -> tuple[np.ndarray, float, float]:
+        """Times of the statistics so far, and the x start and width of their heatmaps."""
+        t = h.stat_t[:h.n_stats]
+        return t, float(t[0]) - h.stats_dt, float(t[-1] - t[0]) + h.stats_dt
+
+    def _refresh_activations(self, h: TrainingHistory) -> None:
         n = h.n_stats
         if n == 0:
             return
-        t = h.stat_t[:n]
-        x0 = float(t[0]) - h.stats_dt
-        width = float(t[-1] - t[0]) + h.stats_dt
+        t, x0, width = self._stats_span(h)
         for i in range(min(h.n_layers, len(self.act_images))):
             edges = h.act_edges(i)
             self.act_images[i].setImage(h.act_hist[:n, i], autoLevels=False)
             self.act_images[i].setRect(QRectF(x0, float(edges[0]), width, float(edges[-1] - edges[0])))
-            self.grad_images[i].setImage(h.grad_hist[:n, i], autoLevels=False)
-            self.grad_images[i].setRect(QRectF(x0, float(GRAD_LOG_EDGES[0]), width,
-                                               float(GRAD_LOG_EDGES[-1] - GRAD_LOG_EDGES[0])))
             mean, std = h.act_mean[:n, i], h.act_std[:n, i]
             self.act_mean_curves[i].setData(t, mean)
             self.act_band_curves[i][0].setData(t, mean - std)
             self.act_band_curves[i][1].setData(t, mean + std)
-            self.grad_norm_curves[i].setData(t, h.grad_norm[:n, i])
-            self.update_ratio_curves[i].setData(t, h.update_ratio[:n, i])
             if i < h.n_layers - 1:
                 self.dead_curves[i].setData(t, h.dead_fraction[:n, i])
+
+    def _refresh_gradients(self, h: TrainingHistory) -> None:
+        n = h.n_stats
+        if n == 0:
+            return
+        t, x0, width = self._stats_span(h)
+        for i in range(min(h.n_layers, len(self.grad_images))):
+            self.grad_images[i].setImage(h.grad_hist[:n, i], autoLevels=False)
+            self.grad_images[i].setRect(QRectF(x0, float(GRAD_LOG_EDGES[0]), width,
+                                               float(GRAD_LOG_EDGES[-1] - GRAD_LOG_EDGES[0])))
+            self.grad_norm_curves[i].setData(t, h.grad_norm[:n, i])
+            self.update_ratio_curves[i].setData(t, h.update_ratio[:n, i])
         d = decades(h.grad_norm[:n])
         if d is not None:
             _set_range(self.grad_norm_plot, y=(float(d[0]), float(d[1])))
