@@ -59,7 +59,7 @@ class TrainConfig:
     limit: int | None = None  # training samples used (after the validation split); None = all
     val_size: int = 5000  # held out from the 60,000 training digits, never the test set
     seed: int = 0
-    stats_every: int = 10  # per-layer statistics every k steps; 0 = never
+    stats_every: int = 25  # per-layer statistics every k steps (about 2 ms each); 0 = never
     snapshot_every: int = 20  # weight copy for live reading every k steps; 0 = never
     probe_size: int = 256  # fixed validation digits the statistics are measured on
     threads: int = 0  # matrix-product threads: 0 = chosen by timing; N = fixed (bit-for-bit repeatable)
