@@ -54,7 +54,7 @@ from digitpad.core.evaluate import (
     validation_split,
 )
 from digitpad.core.mlp import MLP
-from digitpad.qt.panes import THEMES, Theme, quiet_plot, style_plot
+from digitpad.qt.panes import THEMES, Theme, bar_labels, quiet_plot, style_plot
 
 log = logging.getLogger(__name__)
 
@@ -183,12 +183,7 @@ class PerClassPlot(pg.PlotWidget):
         pi.addItem(self.bars)
         self.mean_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(theme.accent, width=1, style=Qt.DashLine))
         pi.addItem(self.mean_line)
-        self.values = []
-        for i in range(10):
-            t = pg.TextItem("", anchor=(0.5, 1.0), color=theme.foreground)
-            t.setPos(i, 0)
-            pi.addItem(t)
-            self.values.append(t)
+        self.values = bar_labels(pi, theme)
         self.apply_theme(theme)
 
     def set_evaluation(self, ev: Evaluation) -> None:

@@ -51,3 +51,16 @@ def quiet_plot(plot_item) -> None:
     plot_item.setMenuEnabled(False)
     plot_item.hideButtons()
     plot_item.vb.setDefaultPadding(0.0)
+
+
+def bar_labels(plot_item, theme: Theme, n: int = 10) -> list:
+    """One text item above each of ``n`` bars at x = 0 … n-1, added to ``plot_item``; set their text later."""
+    import pyqtgraph as pg
+
+    labels = []
+    for i in range(n):
+        t = pg.TextItem("", anchor=(0.5, 1.0), color=theme.foreground)
+        t.setPos(i, 0.0)
+        plot_item.addItem(t)
+        labels.append(t)
+    return labels

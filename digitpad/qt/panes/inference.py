@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 
-from digitpad.qt.panes import THEMES, Theme, quiet_plot, style_plot
+from digitpad.qt.panes import THEMES, Theme, bar_labels, quiet_plot, style_plot
 from digitpad.qt.reading import Reading
 
 DIGITS = np.arange(10)
@@ -45,12 +45,7 @@ class ProbabilitiesPane(pg.PlotWidget):
         self.bars = pg.BarGraphItem(x=DIGITS, height=np.zeros(10), width=0.72, brushes=[theme.bar] * 10,
                                     pen=pg.mkPen(None))
         pi.addItem(self.bars)
-        self.values = []
-        for i in range(10):
-            t = pg.TextItem("", anchor=(0.5, 1.0), color=theme.foreground)
-            t.setPos(i, 0.0)
-            pi.addItem(t)
-            self.values.append(t)
+        self.values = bar_labels(pi, theme)
         self.probabilities = np.zeros(10, np.float32)
         self.apply_theme(theme)
 
