@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -144,12 +143,27 @@ def load_model(path) -> tuple[MLP, dict]:
     if size > MAX_FILE_BYTES:
         raise ModelFileError(f"{path}: {size / 1e6:.0f} MB is too large for a digitpad model")
     try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot be read ({e})") from None
+    if not head.startswith(b"PK"):
+        # np.load treats anything that is neither a zip nor an .npy as a pickle
+        if head.startswith(b"\x80"):
+            raise ModelFileError(f"{path}: contains a pickled Python object, which digitpad never loads "
+                                 "(it could run code)")
+        if head.startswith(b"\x93NUMPY"):
+            raise ModelFileError(f"{path}: a single .npy array, not an .npz model archive")
+        raise ModelFileError(f"{path}: not an .npz archive")
+    try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise ModelFileError(f"{path}: not an .npz archive")
             meta = _read_metadata(path, data)
             try:
                 sizes = [int(s) for s in meta["layer_sizes"]]
+                if len(sizes) < 2:
+                    raise ValueError(f"layer_sizes needs at least an input and an output size, got {sizes}")
                 config = MLPConfig(n_in=sizes[0], hidden=tuple(sizes[1:-1]), n_out=sizes[-1],
                                    activation=str(meta["activation"]))
             except (KeyError, TypeError, ValueError, IndexError) as e:
@@ -180,8 +194,8 @@ def load_model(path) -> tuple[MLP, dict]:
             raise ModelFileError(f"{path}: contains a pickled Python object, which digitpad never loads "
                                  "(it could run code)") from None
         raise ModelFileError(f"{path}: cannot be read safely ({e})") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
-        raise ModelFileError(f"{path}: not a readable .npz model file ({e})") from None
+    except Exception as e:  # zipfile, zlib and the .npy header parser raise many kinds on a damaged file
+        raise ModelFileError(f"{path}: not a readable .npz model file ({type(e).__name__}: {e})") from None
     return MLP.from_arrays(config, weights, biases), meta
 
 

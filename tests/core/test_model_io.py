@@ -176,3 +176,35 @@ def test_free_path_never_names_an_existing_file(tmp_path, model):
     assert second == tmp_path / "m-2.npz"
     save_model(second, model)
     assert model_io.free_path(tmp_path, "m") == tmp_path / "m-3.npz"
+
+
+def test_npy_text_and_one_size_files_are_refused_with_a_fitting_message(tmp_path):
+    npy = tmp_path / "array.npz"
+    npy.write_bytes(_npy(np.zeros(3, np.float32)))
+    with pytest.raises(ModelFileError, match="array.npz: a single .npy array"):
+        load_model(npy)
+    text = tmp_path / "notes.npz"
+    text.write_text("hello world")
+    with pytest.raises(ModelFileError, match="notes.npz: not an .npz archive"):
+        load_model(text)
+    one = tmp_path / "one.npz"
+    _write_npz(one, metadata=_meta(layer_sizes=[784]))
+    with pytest.raises(ModelFileError, match="one.npz: metadata does not describe a network"):
+        load_model(one)
+
+
+def test_damaged_archives_only_ever_raise_model_file_error(tmp_path, model):
+    import random
+
+    good = save_model(tmp_path / "good.npz", model).read_bytes()
+    rnd = random.Random(0)
+    path = tmp_path / "damaged.npz"
+    for _ in range(1500):
+        data = bytearray(good)
+        for _ in range(rnd.randint(1, 4)):
+            data[rnd.randrange(len(data))] = rnd.randrange(256)
+        path.write_bytes(bytes(data))
+        try:
+            load_model(path)
+        except ModelFileError:
+            pass
