@@ -128,6 +128,8 @@ def cmd_download(args) -> int:
 
 
 def cmd_train(args) -> int:
+    import signal
+    import threading
     import time
 
     from tqdm import tqdm
@@ -153,24 +155,39 @@ def cmd_train(args) -> int:
     bar = tqdm(total=trainer.total_steps, unit="step", disable=args.quiet, file=sys.stderr,
                dynamic_ncols=True, desc=f"{args.preset}")
     t0 = time.perf_counter()
+
+    # Ctrl-C asks the run to stop at the next step boundary instead of raising inside the
+    # trainer (which would end its generator and lose the run); a second Ctrl-C aborts.
+    def on_interrupt(signum, frame):
+        if trainer.stopping:
+            raise KeyboardInterrupt
+        trainer.stop()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    announced = False
     try:
         for rec in trainer:
+            if trainer.stopping and not announced:
+                announced = True
+                bar.write("digitpad: stopping; keeping the best weights so far (Ctrl-C again to abort)",
+                          file=sys.stderr)
             if isinstance(rec, EpochRecord):
                 bar.set_postfix_str(
                     f"epoch {rec.epoch}/{config.epochs} loss {rec.train_loss:.4f} "
                     f"val acc {rec.val_accuracy:.2%}", refresh=False)
             elif rec.message:
-                bar.write(f"digitpad: {rec.message}")
+                bar.write(f"digitpad: {rec.message}", file=sys.stderr)
             else:
                 bar.update(rec.step - bar.n)
                 if rec.step % 50 == 0:
                     bar.set_postfix_str(f"loss {rec.loss:.4f} acc {rec.accuracy:.1%}", refresh=False)
     except KeyboardInterrupt:
-        trainer.stop()
-        bar.write("digitpad: stopping; keeping the best weights so far")
-        for _ in trainer:
-            pass
+        return _fail("training aborted; no model was saved", 130)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         bar.close()
     result = trainer.result
     seconds = time.perf_counter() - t0

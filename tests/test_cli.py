@@ -96,3 +96,28 @@ def test_help_lists_every_subcommand():
     assert proc.returncode == 0
     for name in ("gui", "download", "train", "eval", "predict"):
         assert name in proc.stdout
+
+
+@pytest.mark.mnist
+def test_train_ctrl_c_stops_the_run_and_keeps_its_best_weights(mnist_dir, tmp_path, monkeypatch, capsys):
+    import signal
+
+    from digitpad import cli
+    from digitpad.core import train as train_mod
+
+    real = train_mod.learning_rate
+
+    def interrupting(schedule, lr, step, total):
+        if step == 45:  # in the middle of the third epoch (20 steps each)
+            signal.raise_signal(signal.SIGINT)
+        return real(schedule, lr, step, total)
+
+    monkeypatch.setattr(train_mod, "learning_rate", interrupting)
+    out = tmp_path / "stopped.npz"
+    code = cli.main(["train", "--data-dir", str(mnist_dir), "--hidden", "16", "--epochs", "5", "--limit", "2000",
+                     "--batch-size", "100", "--out", str(out), "--json", "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["stopped"] and not summary["diverged"]
+    assert summary["epochs"] == 2 and 45 <= summary["steps"] <= 46
+    assert out.is_file()
