@@ -105,6 +105,17 @@ def _load(path):
     return load_model(path if path else shipped_model_path())
 
 
+def _model_temperature(meta: dict) -> float:
+    """The calibration temperature in a model's metadata, or 1 when it is missing or unusable."""
+    import math
+
+    try:
+        temperature = float(meta.get("temperature", 1.0))
+    except (TypeError, ValueError):
+        return 1.0
+    return temperature if math.isfinite(temperature) and temperature > 0 else 1.0
+
+
 def cmd_gui(args) -> int:
     from digitpad.qt.app import run
 
@@ -266,12 +277,7 @@ def cmd_eval(args) -> int:
     if args.temperature is not None:
         temperature = float(args.temperature)
     else:
-        try:
-            temperature = float(meta.get("temperature", 1.0))
-        except (TypeError, ValueError):
-            temperature = 1.0
-        if not (math.isfinite(temperature) and temperature > 0):
-            temperature = 1.0
+        temperature = _model_temperature(meta)
     ev = evaluate_model(model, mnist.test_images, mnist.test_labels, temperature=temperature)
     out = ev.to_dict()
     if temperature != 1.0:
@@ -318,7 +324,7 @@ def cmd_predict(args) -> int:
         model, meta = _load(args.model)
     except ModelFileError as e:
         return _fail(str(e), 1)
-    temperature = float(meta.get("temperature", 1.0))
+    temperature = _model_temperature(meta)
     failed = 0
     for path in args.images:
         try:

@@ -121,3 +121,18 @@ def test_train_ctrl_c_stops_the_run_and_keeps_its_best_weights(mnist_dir, tmp_pa
     assert summary["stopped"] and not summary["diverged"]
     assert summary["epochs"] == 2 and 45 <= summary["steps"] <= 46
     assert out.is_file()
+
+
+@pytest.mark.parametrize("temperature", ["warm", None, 0, -2.0])
+def test_predict_ignores_an_unusable_temperature_in_the_model_file(pictures, tmp_path, capsys, temperature):
+    from digitpad import cli
+    from digitpad.core.mlp import MLP, MLPConfig
+    from digitpad.core.model_io import build_metadata, save_model
+
+    model = MLP(MLPConfig(hidden=(8,)), 0)
+    path = save_model(tmp_path / "odd.npz", model, build_metadata(model, temperature=temperature))
+    code = cli.main(["predict", "--model", str(path), "--json", str(pictures / "one.png")])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["probabilities"]) == 10
+    assert out["confidence"] == pytest.approx(max(out["probabilities"]), abs=1e-5)
