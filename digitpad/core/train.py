@@ -505,7 +505,7 @@ class Trainer:
                     result.best_val_accuracy = val_acc
             elif best_key is None:
                 result.model = model.copy()
-        result.stopped = self._stop and message is None
+        result.stopped = self._stop and message is None and result.epochs_done < cfg.epochs
         result.steps = step
         result.seconds = time.perf_counter() - t0
         if result.stopped and not result.message:

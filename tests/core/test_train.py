@@ -191,3 +191,13 @@ def test_update_ratio_is_the_step_size_over_the_weights(optimizer):
             w_prev, w_cur = prev.weights[0][i], cur.weights[0][i]
             expected = np.linalg.norm(w_cur - w_prev) / np.linalg.norm(w_cur)
             assert layer.update_ratio == pytest.approx(expected, rel=1e-3)
+
+
+def test_stop_after_the_last_epoch_ended_is_not_reported_as_stopped_early():
+    data = tiny_mnist()
+    t = Trainer(replace(SMALL, epochs=2), data)
+    for r in t:
+        if isinstance(r, EpochRecord) and r.epoch == 2:
+            t.stop()  # the run has nothing left to do
+    assert t.result.epochs_done == 2
+    assert not t.result.stopped and t.result.message == ""
