@@ -81,8 +81,8 @@ def save_model(path, model: MLP, metadata: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a model file is an ordinary file
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb") as f:  # owns fd from here on, so a failure below closes it
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a model file is an ordinary file
             np.savez_compressed(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
