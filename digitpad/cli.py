@@ -100,9 +100,15 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _load(path):
-    from digitpad.core.model_io import load_model, shipped_model_path
+    from digitpad.core.mlp import N_CLASSES, N_PIXELS
+    from digitpad.core.model_io import ModelFileError, load_model, shipped_model_path
 
-    return load_model(path if path else shipped_model_path())
+    path = path if path else shipped_model_path()
+    model, meta = load_model(path)
+    if (model.config.n_in, model.config.n_out) != (N_PIXELS, N_CLASSES):
+        raise ModelFileError(f"{path}: a {model.describe()} network cannot read 28x28 digits "
+                             f"(it needs {N_PIXELS} inputs and {N_CLASSES} outputs)")
+    return model, meta
 
 
 def _model_temperature(meta: dict) -> float:

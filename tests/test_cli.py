@@ -136,3 +136,15 @@ def test_predict_ignores_an_unusable_temperature_in_the_model_file(pictures, tmp
     out = json.loads(capsys.readouterr().out)
     assert len(out["probabilities"]) == 10
     assert out["confidence"] == pytest.approx(max(out["probabilities"]), abs=1e-5)
+
+
+def test_eval_and_predict_refuse_a_model_that_cannot_read_digits(pictures, tmp_path, capsys):
+    from digitpad import cli
+    from digitpad.core.mlp import MLP, MLPConfig
+    from digitpad.core.model_io import save_model
+
+    path = save_model(tmp_path / "five.npz", MLP(MLPConfig(n_in=5, hidden=(3,), n_out=2)))
+    assert cli.main(["predict", "--model", str(path), str(pictures / "one.png")]) == 1
+    assert cli.main(["eval", "--model", str(path), "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("five.npz: a 5-3-2 relu network cannot read 28x28 digits") == 2
