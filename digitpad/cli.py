@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -92,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     return parser
+
+
+def _number(x: float) -> float | None:
+    """``x``, or None where it is NaN or infinite (JSON has no NaN)."""
+    return x if math.isfinite(x) else None
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -212,7 +218,7 @@ def cmd_train(args) -> int:
     metrics = {
         "test_accuracy": test_acc,
         "test_loss": test_loss,
-        "val_accuracy": result.best_val_accuracy,
+        "val_accuracy": _number(result.best_val_accuracy),
         "best_epoch": result.best_epoch,
         "epochs_done": result.epochs_done,
         "train_seconds": round(result.seconds, 2),
@@ -220,14 +226,12 @@ def cmd_train(args) -> int:
     meta = build_metadata(result.model, train_config=config.to_dict(), seed=config.seed, metrics=metrics,
                           preset=args.preset, command=shlex.join(["digitpad", *args.argv]))
     out = Path(args.out) if args.out else user_models_dir() / f"digitpad-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}.npz"
-    if result.diverged and result.epochs_done == 0:
-        print(f"digitpad: {result.message}", file=sys.stderr)
     path = save_model(out, result.model, meta)
     summary = {
         "model": str(path),
         "test_accuracy": test_acc,
         "test_loss": test_loss,
-        "val_accuracy": result.best_val_accuracy,
+        "val_accuracy": _number(result.best_val_accuracy),
         "epochs": result.epochs_done,
         "steps": result.steps,
         "train_seconds": round(result.seconds, 3),

@@ -38,6 +38,7 @@ LOGIT_EDGES = np.linspace(-20.0, 20.0, 41)
 SATURATION = 0.02  # a sigmoid/tanh unit closer than this to its bounds is saturated
 CHANCE_LOSS = math.log(10)  # cross-entropy of a network that spreads its bets evenly
 EXPLODED_LOSS = 3 * CHANCE_LOSS  # a smoothed loss above this means training has diverged
+GOOD_LOSS = 1.5 * CHANCE_LOSS  # weights are kept as "last good" only while the smoothed loss is below this
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,10 @@ class Trainer:
                     if want_stats:
                         with np.errstate(over="ignore", invalid="ignore"):  # a diverging step may overflow
                             grad_layers = gradient_stats(ws.grad_w, ws.grad_b)
+                    if want_stats and loss_ema <= GOOD_LOSS:
+                        # these weights just gave a sane loss: the ones to come back to if training blows up
+                        for g, p in zip(good, params):
+                            np.copyto(g, p)
                     with np.errstate(over="ignore", invalid="ignore"):
                         opt.update(params, grads, lr)
                     threads.end_step()
@@ -437,8 +442,6 @@ class Trainer:
                         if not model.is_finite():
                             message = self._diverged_message("weights", step, lr)
                             break
-                        for g, p in zip(good, params):
-                            np.copyto(g, p)
                         with np.errstate(over="ignore", invalid="ignore"):
                             layers = layer_stats(model, self.probe, grad_layers, updates)
                     snap = None
@@ -471,8 +474,9 @@ class Trainer:
                 result.model = model.copy()
                 result.best_epoch = epoch + 1
                 result.best_val_accuracy = val_acc
-            for g, p in zip(good, params):
-                np.copyto(g, p)
+            if val_loss <= GOOD_LOSS or (not len(self.val_labels) and loss_ema <= GOOD_LOSS):
+                for g, p in zip(good, params):
+                    np.copyto(g, p)
             record = EpochRecord(
                 epoch=epoch + 1, step=step, train_loss=loss_sum / max(seen, 1),
                 train_accuracy=correct / max(seen, 1), val_loss=val_loss, val_accuracy=val_acc,
@@ -489,7 +493,13 @@ class Trainer:
                 np.copyto(p, g)  # the model's weights are views of params
             result.diverged = True
             result.message = message
-            if best_key is None:
+            # the restored weights may beat the best epoch so far (when that epoch was already exploding)
+            if len(self.val_labels):
+                val_loss, val_acc = evaluate(model, self.val_images, self.val_labels)
+                if best_key is None or (val_acc, -val_loss) > best_key:
+                    result.model = model.copy()
+                    result.best_val_accuracy = val_acc
+            elif best_key is None:
                 result.model = model.copy()
             yield StepRecord(
                 step=step, total_steps=self.total_steps, epoch=result.epochs_done,

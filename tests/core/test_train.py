@@ -201,3 +201,15 @@ def test_stop_after_the_last_epoch_ended_is_not_reported_as_stopped_early():
             t.stop()  # the run has nothing left to do
     assert t.result.epochs_done == 2
     assert not t.result.stopped and t.result.message == ""
+
+
+def test_exploding_run_restores_weights_from_before_the_loss_blew_up():
+    data = tiny_mnist()
+    cfg = replace(SMALL, lr=1e3, epochs=3, stats_every=1)
+    t = Trainer(cfg, data)
+    list(t)
+    assert t.result.diverged and "exploded" in t.result.message
+    logits = t.result.model.logits(data.test_images[:200])
+    from digitpad.core.functional import cross_entropy
+
+    assert cross_entropy(logits, data.test_labels[:200]) < 1.5 * np.log(10)
