@@ -494,13 +494,7 @@ class Trainer:
             result.diverged = True
             result.message = message
             # the restored weights may beat the best epoch so far (when that epoch was already exploding)
-            if len(self.val_labels):
-                val_loss, val_acc = evaluate(model, self.val_images, self.val_labels)
-                if best_key is None or (val_acc, -val_loss) > best_key:
-                    result.model = model.copy()
-                    result.best_val_accuracy = val_acc
-            elif best_key is None:
-                result.model = model.copy()
+            self._keep_if_better(model, result, best_key)
             yield StepRecord(
                 step=step, total_steps=self.total_steps, epoch=result.epochs_done,
                 epoch_progress=0.0, loss=float("nan"), accuracy=float("nan"), lr=lr,
@@ -508,19 +502,23 @@ class Trainer:
             )
         elif best_key is None or (self._stop and result.epochs_done < cfg.epochs):
             # stopped before an epoch ended (or between epochs): the current weights may be the best
-            if len(self.val_labels):
-                val_loss, val_acc = evaluate(model, self.val_images, self.val_labels)
-                if best_key is None or (val_acc, -val_loss) > best_key:
-                    result.model = model.copy()
-                    result.best_val_accuracy = val_acc
-            elif best_key is None:
-                result.model = model.copy()
+            self._keep_if_better(model, result, best_key)
         result.stopped = self._stop and message is None and result.epochs_done < cfg.epochs
         result.steps = step
         result.seconds = time.perf_counter() - t0
         if result.stopped and not result.message:
             result.message = f"stopped by request after {step} steps"
         return result
+
+    def _keep_if_better(self, model: MLP, result: TrainResult, best_key) -> None:
+        """Make the current weights the run's result if validation ranks them above the best epoch's."""
+        if len(self.val_labels):
+            val_loss, val_acc = evaluate(model, self.val_images, self.val_labels)
+            if best_key is None or (val_acc, -val_loss) > best_key:
+                result.model = model.copy()
+                result.best_val_accuracy = val_acc
+        elif best_key is None:
+            result.model = model.copy()
 
     def _exploded_message(self, loss: float, step: int) -> str:
         lr0 = self.config.lr
