@@ -290,8 +290,7 @@ def validation_split(mnist, train_config=None) -> tuple[np.ndarray, np.ndarray]:
         config = TrainConfig.from_dict(dict(train_config))
     if config.val_size == 0:
         raise ValueError("this model was trained without a validation split (val_size 0)")
-    rng_split = np.random.default_rng(config.seed).spawn(5)[0]  # the Trainer's first spawned stream
-    _, val = split_indices(len(mnist.train_labels), config, rng_split)
+    _, val = split_indices(len(mnist.train_labels), config)
     return np.asarray(mnist.train_images)[val], np.asarray(mnist.train_labels)[val]
 
 

@@ -219,8 +219,16 @@ def evaluate(model: MLP, images: np.ndarray, labels: np.ndarray, batch: int = 20
     return loss / n, correct / n
 
 
-def split_indices(n_total: int, config: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of the training set into (train, validation) indices."""
+def _streams(seed: int) -> list[np.random.Generator]:
+    """The run's independent random streams: split, init, shuffle, dropout, augmentation."""
+    return np.random.default_rng(seed).spawn(5)
+
+
+def split_indices(n_total: int, config: TrainConfig, rng: np.random.Generator | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of the training set into (train, validation) indices, as the Trainer makes it."""
+    if rng is None:
+        rng = _streams(config.seed)[0]
     perm = rng.permutation(n_total)
     val = np.sort(perm[: config.val_size])
     train = perm[config.val_size:]
@@ -305,8 +313,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, mnist, initial: MLP | None = None):
         config.validate()
         self.config = config
-        root = np.random.default_rng(config.seed)
-        self._rng_split, self._rng_init, self._rng_shuffle, self._rng_dropout, self._rng_augment = root.spawn(5)
+        self._rng_split, self._rng_init, self._rng_shuffle, self._rng_dropout, self._rng_augment = _streams(
+            config.seed)
         images = np.asarray(mnist.train_images).reshape(len(mnist.train_images), -1)  # (N, 784) uint8
         labels = np.asarray(mnist.train_labels, dtype=np.intp)
         train_idx, val_idx = split_indices(len(labels), config, self._rng_split)

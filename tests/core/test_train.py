@@ -16,6 +16,7 @@ from digitpad.core.train import (
     TrainConfig,
     Trainer,
     evaluate,
+    split_indices,
     train,
 )
 
@@ -213,3 +214,12 @@ def test_exploding_run_restores_weights_from_before_the_loss_blew_up():
     from digitpad.core.functional import cross_entropy
 
     assert cross_entropy(logits, data.test_labels[:200]) < 1.5 * np.log(10)
+
+
+def test_split_indices_alone_gives_the_trainers_validation_digits():
+    data = tiny_mnist()
+    cfg = replace(SMALL, seed=7)
+    t = Trainer(cfg, data)
+    _, val = split_indices(len(data.train_labels), cfg)
+    np.testing.assert_array_equal(t.val_labels, data.train_labels[val])
+    np.testing.assert_array_equal(t.val_images, data.train_images.reshape(len(data.train_labels), -1)[val])
