@@ -25,6 +25,8 @@ from digitpad.core.mlp import MLP, MLPConfig
 
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_PARAMS = 64 * 1024 * 1024  # 256 MB of float32: far above any MLP digitpad trains
+MAX_METADATA_BYTES = 1024 * 1024
 SHIPPED_NAME = "default.npz"
 
 
@@ -105,9 +107,25 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
+def _header(path: Path, data, name: str) -> tuple[tuple, np.dtype]:
+    """Shape and dtype of entry ``name``, read from its .npy header without decompressing the array."""
+    with data.zip.open(f"{name}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ModelFileError(f"{path}: array {name} has an unsupported .npy version {version}")
+    return shape, dtype
+
+
 def _read_metadata(path: Path, data) -> dict:
     if "metadata" not in data.files:
         raise ModelFileError(f"{path}: not a digitpad model (no metadata entry)")
+    shape, dtype = _header(path, data, "metadata")
+    if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_METADATA_BYTES:
+        raise ModelFileError(f"{path}: metadata entry has the wrong type or size ({dtype}, shape {shape})")
     raw = data["metadata"]
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise ModelFileError(f"{path}: metadata entry has the wrong type ({raw.dtype}, {raw.ndim}-D)")
@@ -168,12 +186,25 @@ def load_model(path) -> tuple[MLP, dict]:
                                    activation=str(meta["activation"]))
             except (KeyError, TypeError, ValueError, IndexError) as e:
                 raise ModelFileError(f"{path}: metadata does not describe a network ({e})") from None
+            n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+            if n_params > MAX_PARAMS:
+                raise ModelFileError(f"{path}: {n_params:,} parameters is more than a digitpad model may have "
+                                     f"({MAX_PARAMS:,})")
             weights, biases = [], []
             for i in range(len(sizes) - 1):
                 for name, store, shape in ((f"w{i}", weights, (sizes[i], sizes[i + 1])),
                                            (f"b{i}", biases, (sizes[i + 1],))):
                     if name not in data.files:
                         raise ModelFileError(f"{path}: array {name} is missing")
+                    stored_shape, stored_dtype = _header(path, data, name)  # checked before decompressing
+                    if stored_dtype.hasobject:
+                        raise ModelFileError(f"{path}: contains a pickled Python object, which digitpad never "
+                                             "loads (it could run code)")
+                    if stored_dtype != np.float32:
+                        raise ModelFileError(f"{path}: array {name} has dtype {stored_dtype}, expected float32")
+                    if tuple(stored_shape) != shape:
+                        raise ModelFileError(f"{path}: array {name} has shape {tuple(stored_shape)}, "
+                                             f"expected {shape}")
                     arr = data[name]  # allow_pickle=False: an object array raises here
                     if arr.dtype != np.float32:
                         raise ModelFileError(f"{path}: array {name} has dtype {arr.dtype}, expected float32")

@@ -208,3 +208,25 @@ def test_damaged_archives_only_ever_raise_model_file_error(tmp_path, model):
             load_model(path)
         except ModelFileError:
             pass
+
+
+def test_a_compressed_bomb_is_refused_before_it_is_decompressed(tmp_path, monkeypatch):
+    """Declared sizes far beyond a digitpad model, or an array bigger than declared, are refused from headers."""
+    big = tmp_path / "big.npz"
+    with open(big, "wb") as f:
+        np.savez_compressed(f, metadata=_meta(layer_sizes=[784, 16000, 16000, 10]),
+                            w0=np.zeros((1, 1), np.float32))
+    with pytest.raises(ModelFileError, match="parameters"):
+        load_model(big)
+    liar = tmp_path / "liar.npz"
+    arrays = _good_arrays()
+    arrays["w0"] = np.zeros((784, 4000), np.float32)  # 12 MB of zeros, a few KB compressed
+    with open(liar, "wb") as f:
+        np.savez_compressed(f, metadata=_meta(), **arrays)
+    real_getitem = np.lib.npyio.NpzFile.__getitem__
+    opened = []
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__",
+                        lambda self, key: opened.append(key) or real_getitem(self, key))
+    with pytest.raises(ModelFileError, match="shape"):
+        load_model(liar)
+    assert "w0" not in opened  # refused from its header
