@@ -145,9 +145,11 @@ class RetrainController(QObject):
         if self._running:
             return
         dialog = TrainDialog(self.window, self.settings, pending_model=self.outcome is not None)
-        if dialog.exec() != QDialog.Accepted:
-            return
-        self.start(dialog.config())
+        accepted = dialog.exec() == QDialog.Accepted
+        # keyboard focus back to the window, so Ctrl+P / Ctrl+. work at once (not every desktop does this)
+        self.window.activateWindow()
+        if accepted:
+            self.start(dialog.config())
 
     def locate_data(self) -> Path | None:
         """A folder with MNIST: remembered, found, or got from the user (download or choose)."""
