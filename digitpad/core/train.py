@@ -203,6 +203,22 @@ class TrainResult:
     history: list = field(default_factory=list)  # EpochRecords
 
 
+LIVE_POINTS = 80  # statistics points a short run should still give the live panes
+
+
+def live_config(config: TrainConfig, n_total: int) -> TrainConfig:
+    """``config`` with layer statistics often enough that a short run still draws about
+    ``LIVE_POINTS`` of them, never more often than every 5 steps (each costs a probe pass)."""
+    if not config.stats_every:
+        return config
+    n_train = n_total - config.val_size
+    if config.limit is not None:
+        n_train = min(n_train, config.limit)
+    steps = math.ceil(max(n_train, 1) / config.batch_size) * config.epochs
+    every = min(config.stats_every, max(5, steps // LIVE_POINTS))
+    return replace(config, stats_every=every)
+
+
 def evaluate(model: MLP, images: np.ndarray, labels: np.ndarray, batch: int = 2000) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on uint8 or float images, in batches."""
     n = len(labels)

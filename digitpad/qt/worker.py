@@ -21,7 +21,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from digitpad.core import data as data_mod
 from digitpad.core.mlp import MLP
-from digitpad.core.train import TrainConfig, TrainResult, Trainer, evaluate
+from digitpad.core.train import TrainConfig, TrainResult, Trainer, evaluate, live_config
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,7 @@ class TrainWorker(QObject):
         mnist = self._mnist
         if mnist is None:
             mnist = data_mod.load_mnist(self._data_dir)
+        self.config = live_config(self.config, len(mnist.train_labels))  # enough points for the panes
         trainer = Trainer(self.config, mnist, None)
         with self._lock:
             self._trainer = trainer

@@ -16,6 +16,7 @@ from digitpad.core.train import (
     TrainConfig,
     Trainer,
     evaluate,
+    live_config,
     split_indices,
     train,
 )
@@ -223,3 +224,13 @@ def test_split_indices_alone_gives_the_trainers_validation_digits():
     _, val = split_indices(len(data.train_labels), cfg)
     np.testing.assert_array_equal(t.val_labels, data.train_labels[val])
     np.testing.assert_array_equal(t.val_images, data.train_images.reshape(len(data.train_labels), -1)[val])
+
+
+def test_live_config_gives_short_runs_enough_statistics_points():
+    quick = PRESETS["quick"]  # 55,000 digits, batch 512, 6 epochs: 648 steps
+    assert live_config(quick, 60000).stats_every == 648 // 80
+    long_run = replace(quick, epochs=60)
+    assert live_config(long_run, 60000).stats_every == long_run.stats_every
+    tiny = replace(quick, limit=1000, epochs=1)
+    assert live_config(tiny, 60000).stats_every == 5
+    assert live_config(replace(quick, stats_every=0), 60000).stats_every == 0
