@@ -157,7 +157,7 @@ def _alpha_background(colour: np.ndarray, alpha: np.ndarray) -> float:
 
 def _grey_channels(arr: np.ndarray, offset: float, gain: float) -> tuple[np.ndarray, np.ndarray | None]:
     """(grey, alpha) float32 arrays in [0, 1] from an (h, w) or (h, w, C) slice; alpha may be None."""
-    wide = arr.dtype == np.float64 and (offset != 0.0 or gain != 1.0)
+    wide = arr.dtype.kind == "f" and (offset != 0.0 or gain != 1.0)  # float16/32 extremes overflow in float32
     x = arr.astype(np.float64 if wide else np.float32)
     if gain != 1.0:
         x *= gain
