@@ -134,8 +134,55 @@ def cmd_gui(args) -> int:
     return run(model_path=getattr(args, "model", None))
 
 
+class _TqdmProgress:
+    """A ``progress`` callable for :func:`digitpad.core.download.download_mnist` drawing one tqdm bar per file."""
+
+    def __init__(self, **tqdm_kwargs):
+        self._kwargs = tqdm_kwargs
+        self._bar = None
+        self._name = None
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        if name != self._name or self._bar is None:
+            self.close()
+            self._name = name
+            options = dict(unit="B", unit_scale=True, unit_divisor=1024, desc=f"{name}.gz")
+            options.update(self._kwargs)
+            self._bar = tqdm(total=total, **options)
+        elif done < self._bar.n:  # retried on the next mirror
+            self._bar.reset(total=total)
+        self._bar.update(done - self._bar.n)
+        if total is not None and done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """Close the current bar, if any."""
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = None
+
+
+def tqdm_progress(**tqdm_kwargs) -> _TqdmProgress:
+    """A progress callable for :func:`digitpad.core.download.download_mnist` that draws tqdm bars.
+
+    Parameters
+    ----------
+    **tqdm_kwargs
+        Passed to each ``tqdm`` bar (for instance ``file=sys.stderr`` or ``disable=True``).
+
+    Returns
+    -------
+    callable
+        ``progress(name, done, total)``, with a ``close()`` method to call when the
+        download ends early (a bar closes by itself when its file is complete).
+    """
+    return _TqdmProgress(**tqdm_kwargs)
+
+
 def cmd_download(args) -> int:
-    from digitpad.core.data import DownloadError, download_mnist, tqdm_progress
+    from digitpad.core.download import DownloadError, download_mnist
 
     progress = tqdm_progress()
     try:
