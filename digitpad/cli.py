@@ -373,6 +373,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from digitpad.core.files import display
     from digitpad.core.model_io import ModelFileError
     from digitpad.core.preprocess import preprocess
     from digitpad.imageio import load_image
@@ -384,11 +385,12 @@ def cmd_predict(args) -> int:
     temperature = _model_temperature(meta)
     failed = 0
     for path in args.images:
+        shown = display(path)  # printable also when the name is not valid UTF-8
         try:
             pre = preprocess(load_image(path))
         except (ValueError, OSError) as e:
             failed += 1
-            msg = str(e) if str(path) in str(e) else f"{path}: {e}"
+            msg = str(e) if shown in str(e) else f"{shown}: {e}"
             if args.json:
                 print(json.dumps({"path": path, "error": msg}), flush=True)
             else:
@@ -404,9 +406,9 @@ def cmd_predict(args) -> int:
         if args.json:
             print(json.dumps(out), flush=True)
         elif out["digit"] is None:
-            print(f"{path}: blank (no ink found)")
+            print(f"{shown}: blank (no ink found)")
         else:
-            print(f"{path}: {out['digit']} ({out['confidence']:.1%})")
+            print(f"{shown}: {out['digit']} ({out['confidence']:.1%})")
     return 1 if failed else 0
 
 

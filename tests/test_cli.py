@@ -55,6 +55,33 @@ def test_predict_all_good_exits_zero_with_plain_output(pictures):
     assert proc.stdout.strip().startswith(f"{pictures / 'one.png'}: 1 (")
 
 
+@pytest.mark.skipif(not shipped_model_path().is_file(), reason="no shipped model in this checkout")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_predict_refuses_a_named_pipe_and_goes_on_to_the_next_file(pictures, tmp_path):
+    """`predict fifo.png one.png` used to block on the FIFO forever and never read one.png."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    proc = digitpad("predict", str(fifo), str(pictures / "one.png"), timeout=60)
+    assert proc.returncode == 1
+    assert f"{fifo}: is a named pipe (FIFO), not a regular file" in proc.stderr
+    assert proc.stdout.strip().startswith(f"{pictures / 'one.png'}: 1 (")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not shipped_model_path().is_file(), reason="no shipped model in this checkout")
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="file names there are always Unicode")
+def test_predict_reads_a_picture_whose_name_is_not_utf8(pictures, tmp_path):
+    """Such a name used to get a wrong 'format not recognised'."""
+    name = os.fsencode(tmp_path) + b"/un-\xe9.png"     # Latin-1 e-acute: not valid UTF-8
+    with open(name, "wb") as f:
+        f.write((pictures / "one.png").read_bytes())
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-m", "digitpad", "predict", name], capture_output=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().strip().startswith(f"{tmp_path}/un-\\xe9.png: 1 (")
+
+
 def test_predict_with_a_corrupt_model_says_so(pictures, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 broken")

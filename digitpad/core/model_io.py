@@ -5,15 +5,14 @@ array of UTF-8 JSON (format version, layer sizes, activation, preprocessing vers
 training config and seed, metrics, creation time, digitpad version). Loading uses
 ``allow_pickle=False`` and checks every shape, dtype and value before building a model;
 anything else is refused with a ``ModelFileError`` that names the file. Saving writes a
-temporary file beside the target and renames it, so a crash mid-save never leaves a
-half-written model where the previous one was.
+temporary file beside the target and renames it (``files.atomic_path``), so a crash
+mid-save never leaves a half-written model where the previous one was.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from digitpad import __version__
+from digitpad.core.files import atomic_path, display, open_regular
 from digitpad.core.mlp import MLP, MLPConfig
 
 FORMAT_VERSION = 1
@@ -81,30 +81,9 @@ def save_model(path, model: MLP, metadata: dict | None = None) -> Path:
         arrays[f"w{i}"] = np.ascontiguousarray(w, dtype=np.float32)
         arrays[f"b{i}"] = np.ascontiguousarray(b, dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:  # owns fd from here on, so a failure below closes it
-            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a model file is an ordinary file
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it; done once, at import, before any threads
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
 
 
 def _header(path: Path, data, name: str) -> tuple[tuple, np.dtype]:
@@ -153,18 +132,18 @@ def load_model(path) -> tuple[MLP, dict]:
         or dtypes, non-finite values. The message names the file and the problem.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    size = path.stat().st_size
+    try:
+        with open_regular(path) as f:  # a FIFO or device is refused here instead of blocking np.load
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(6)
+    except FileNotFoundError:
+        raise ModelFileError(f"{display(path)}: no such model file") from None
+    except OSError as e:
+        raise ModelFileError(f"{display(path)}: cannot be read ({e.strerror or e})") from None
     if size == 0:
         raise ModelFileError(f"{path}: the file is empty")
     if size > MAX_FILE_BYTES:
         raise ModelFileError(f"{path}: {size / 1e6:.0f} MB is too large for a digitpad model")
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError as e:
-        raise ModelFileError(f"{path}: cannot be read ({e})") from None
     if not head.startswith(b"PK"):
         # np.load treats anything that is neither a zip nor an .npy as a pickle
         if head.startswith(b"\x80"):

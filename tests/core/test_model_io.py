@@ -230,3 +230,74 @@ def test_a_compressed_bomb_is_refused_before_it_is_decompressed(tmp_path, monkey
     with pytest.raises(ModelFileError, match="shape"):
         load_model(liar)
     assert "w0" not in opened  # refused from its header
+
+
+# ------------------------------------------------------------------ files that are not model files
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    """A FIFO is refused as what it is, and never opened in a way that could block."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    code = ("import sys\n"
+            "from digitpad.core.model_io import ModelFileError, load_model\n"
+            "try:\n"
+            "    load_model(sys.argv[1])\n"
+            "except ModelFileError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert str(fifo) in out.stdout and "named pipe" in out.stdout
+
+
+def test_folder_and_device_are_refused(tmp_path):
+    with pytest.raises(ModelFileError, match="folder"):
+        load_model(tmp_path)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(ModelFileError, match="character device"):
+            load_model("/dev/zero")
+
+
+def test_save_removes_the_temporary_file_a_killed_save_left(tmp_path, model):
+    """kill -9 during a save leaves .m.npz.<pid>.<hex>.tmp (or mkstemp's .m.npz.XXXXXXXX.tmp)."""
+    import subprocess
+    import sys
+
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True, check=True).stdout)
+    ours = tmp_path / f".m.npz.{pid}.00ff00ff.tmp"
+    legacy = tmp_path / ".m.npz.k3j_x9az.tmp"
+    for leftover in (ours, legacy):
+        leftover.write_bytes(b"PK half a model")
+    os.utime(legacy, (0, 0))                        # an old one: its writer is long gone
+    other = tmp_path / ".other.npz.00ff00ff.tmp"    # another file's: not ours to judge
+    other.write_bytes(b"")
+    save_model(tmp_path / "m.npz", model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.00ff00ff.tmp", "m.npz"]
+
+
+def test_save_keeps_a_temporary_file_whose_writer_is_alive(tmp_path, model):
+    busy = tmp_path / f".m.npz.{os.getppid()}.00ff00ff.tmp"   # a save in progress elsewhere
+    busy.write_bytes(b"")
+    save_model(tmp_path / "m.npz", model)
+    assert busy.exists()
+
+
+def test_save_syncs_the_folder_after_the_rename(tmp_path, model, monkeypatch):
+    """Without an fsync of the folder, a power cut can undo the rename."""
+    import stat
+
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd):
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    save_model(tmp_path / "m.npz", model)
+    assert synced == ["file", "folder"]
