@@ -168,6 +168,80 @@ def test_read_idx_names_missing_file(tmp_path):
     assert_refused(tmp_path / "nowhere", "not found")
 
 
+def test_read_idx_refuses_dimensions_whose_product_overflows(tmp_path):
+    """4 x 65536: np.prod in int64 wrapped to 0 and the empty payload looked right."""
+    header = bytes([0, 0, 0x08, 4]) + struct.pack(">IIII", 65536, 65536, 65536, 65536)
+    path = write(tmp_path / "huge-dims", header)
+    assert_refused(path, "65536x65536x65536x65536", "18,446,744,073,709,551,616 bytes", "more than")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_read_idx_refuses_a_named_pipe_without_blocking(tmp_path):
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    code = ("import sys\n"
+            "from digitpad.core.data import DataError, read_idx\n"
+            "try:\n"
+            "    read_idx(sys.argv[1])\n"
+            "except DataError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert f"{fifo}: cannot read (is a named pipe (FIFO), not a regular file)" in out.stdout
+
+
+def gzip_of_zeros(head: bytes, n_zeros: int) -> bytes:
+    """``head`` followed by ``n_zeros`` zero bytes, gzip-compressed as it goes (a small 'bomb')."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as gz:
+        gz.write(head)
+        block = bytes(1 << 20)
+        for _ in range(n_zeros >> 20):
+            gz.write(block)
+        gz.write(bytes(n_zeros & ((1 << 20) - 1)))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("bomb", ["declared", "trailing"])
+def test_gzip_bomb_in_the_data_folder_is_refused_without_inflating_it(tmp_path, bomb):
+    """A small .gz that inflates to far more than MNIST's real size is refused in bounded memory."""
+    import tracemalloc
+
+    fake_mnist(tmp_path, n_train=12)
+    n = 250_000  # 196 MB of pixels, declared (more than the 60,000 MNIST has) or appended
+    if bomb == "declared":
+        head = bytes([0, 0, 0x08, 3]) + struct.pack(">III", n, 28, 28)
+    else:
+        head = idx_bytes(np.zeros((12, 28, 28), np.uint8))
+    (tmp_path / f"{TRAIN_IMAGES}.gz").write_bytes(gzip_of_zeros(head, n * 28 * 28))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as info:
+            load_mnist(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(info.value)
+    assert f"{TRAIN_IMAGES}.gz" in message
+    assert ("more than the 47,040,000" in message) if bomb == "declared" else ("at least" in message)
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_verify_stops_hashing_a_bomb_at_the_real_size(tmp_path):
+    (tmp_path / f"{TEST_LABELS}.gz").write_bytes(gzip_of_zeros(b"", 100 * data.SIZES[TEST_LABELS]))
+    assert data._sha256_decompressed(tmp_path / f"{TEST_LABELS}.gz", data.SIZES[TEST_LABELS]) is None
+    assert verify_dir(tmp_path)[TEST_LABELS] is False
+
+
+def test_sizes_are_those_of_real_mnist():
+    for name, size in data.SIZES.items():
+        n = 60_000 if name.startswith("train") else 10_000
+        assert size == (16 + n * 784 if "images" in name else 8 + n)
+
+
 def test_read_idx_rejects_unknown_kind(tmp_path):
     path = write(tmp_path / "labels", idx_bytes(np.zeros(3, np.uint8)))
     with pytest.raises(ValueError, match="kind"):
