@@ -181,17 +181,31 @@ def tqdm_progress(**tqdm_kwargs) -> _TqdmProgress:
     return _TqdmProgress(**tqdm_kwargs)
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: unwound like Ctrl-C, so temporary files are removed on the way out."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
 def cmd_download(args) -> int:
+    import signal
+
     from digitpad.core.download import DownloadError, download_mnist
 
     progress = tqdm_progress()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         dest = download_mnist(args.data_dir, progress=progress)
     except DownloadError as e:
         return _fail(str(e), 1)
     except KeyboardInterrupt:
         return _fail("download interrupted; nothing half-written was kept", 130)
+    except _Terminated:
+        return _fail("download stopped; nothing half-written was kept", 143)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
     print(f"MNIST is ready in {dest}")
     return 0

@@ -82,6 +82,20 @@ def test_predict_reads_a_picture_whose_name_is_not_utf8(pictures, tmp_path):
     assert proc.stdout.decode().strip().startswith(f"{tmp_path}/un-\\xe9.png: 1 (")
 
 
+def test_download_where_nothing_can_be_written_is_one_line(tmp_path):
+    """Into a folder that cannot be created (its parent is a file): no traceback, exit code 1.
+
+    The folder is checked before any mirror is contacted, so this makes no network access.
+    """
+    (tmp_path / "a-file").write_text("")
+    dest = tmp_path / "a-file" / "mnist"
+    proc = digitpad("download", "--data-dir", str(dest), timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"digitpad: {dest}: cannot save the download there (Not a directory)"
+    assert "Traceback" not in proc.stderr
+
+
 def test_predict_with_a_corrupt_model_says_so(pictures, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 broken")

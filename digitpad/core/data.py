@@ -449,7 +449,8 @@ def verify_dir(data_dir, expected: dict[str, str] = FILES,
         Base name -> SHA-256 hex digest; the MNIST files by default.
     sizes : dict of str to int, optional
         Base name -> decompressed size; a file that inflates past it fails without being
-        inflated whole. :data:`SIZES` when ``expected`` is the MNIST files, else no cap.
+        inflated whole. By default the :data:`SIZES` of the files expected with their real
+        MNIST hash; no cap for others.
 
     Returns
     -------
@@ -462,7 +463,7 @@ def verify_dir(data_dir, expected: dict[str, str] = FILES,
 
 
 def expected_sizes(expected: dict[str, str], sizes: dict[str, int] | None) -> dict[str, int]:
-    """``sizes``, or the MNIST files' real sizes when ``expected`` is :data:`FILES` itself."""
+    """``sizes``, or the real size of each file whose expected hash is the real MNIST file's."""
     if sizes is not None:
         return sizes
-    return SIZES if expected is FILES else {}
+    return {name: SIZES[name] for name, sha in expected.items() if FILES.get(name) == sha}

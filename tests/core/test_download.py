@@ -50,6 +50,9 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
         if server.mode == "stall":
             server.release.wait()
             return
+        if server.mode in ("trickle", "unbounded", "huge-length"):
+            self.send_bad_pace(body)
+            return
         if server.mode == "wrong":
             body = gzip.compress(PLAIN[name][::-1])
         elif server.mode == "garbage":
@@ -65,6 +68,30 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
+    def send_bad_pace(self, body: bytes) -> None:
+        """trickle: one byte every 50 ms (at most 200); unbounded: zeros with no length, 4 MiB
+        at most; huge-length: announces 10 GB and sends the file."""
+        server = self.server
+        self.send_response(200)
+        if server.mode != "unbounded":
+            self.send_header("Content-Length", str(10**10 if server.mode == "huge-length" else len(body)))
+        self.end_headers()
+        try:
+            if server.mode == "trickle":
+                for byte in body[:200]:
+                    if server.release.wait(0.05):
+                        break
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            elif server.mode == "unbounded":
+                for _ in range(64):
+                    self.wfile.write(bytes(64 * 1024))
+            else:
+                self.wfile.write(body)
+        except OSError:  # the client gave up: what these modes are for
+            pass
+        self.close_connection = True
+
     def log_message(self, *args):
         pass
 
@@ -74,7 +101,8 @@ def mirror():
     """``mirror(mode)`` starts an HTTP server on 127.0.0.1 and returns its base URL and log.
 
     Modes: good, cut (announces the full length, sends half, closes), wrong (valid gzip of
-    the wrong bytes), garbage (not gzip), stall (never answers), down (nothing listens).
+    the wrong bytes), garbage (not gzip), stall (never answers), down (nothing listens),
+    and trickle, unbounded, huge-length (see ``send_bad_pace``).
     """
     servers, threads, sockets = [], [], []
 
@@ -276,6 +304,139 @@ def test_download_defaults_to_user_data_dir(mirror, isolated_locations):
     assert download_mnist(mirrors=(url,), expected=EXPECTED, timeout=5) == \
         isolated_locations.resolve()
     assert_complete(isolated_locations)
+
+
+def test_download_gives_up_on_a_mirror_that_trickles(tmp_path, mirror):
+    """One byte every 50 ms never trips a per-read timeout; the average rate does."""
+    url, _ = mirror("trickle")
+    with pytest.raises(DownloadError) as info:
+        download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, timeout=0.5, min_rate=1000)
+    assert "too slow" in str(info.value) and "bytes/s" in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_without_length_stops_at_the_files_size(tmp_path, mirror):
+    """A response with no Content-Length is cut off once it exceeds what the file can be."""
+    url, _ = mirror("unbounded")
+    sizes = dict.fromkeys(FILES, 20_000)
+    progress = Recorder()
+    with pytest.raises(DownloadError, match="sent more than 24296 bytes"):
+        download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, sizes=sizes, timeout=5, progress=progress)
+    assert progress.calls[-1][1] < 24296 + 64 * 1024    # stopped within one chunk of the cap
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_refuses_an_announced_length_larger_than_the_file(tmp_path, mirror):
+    url, requests = mirror("huge-length")
+    with pytest.raises(DownloadError, match="announces 10000000000 bytes"):
+        download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, sizes=dict.fromkeys(FILES, 200_000),
+                       timeout=5)
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_caps_the_real_files_at_their_mnist_size(tmp_path, mirror):
+    """With the real file list, sizes default to MNIST's: our 150 kB labels file is too large."""
+    url, _ = mirror("unbounded")
+    with pytest.raises(DownloadError, match="sent more than"):
+        download_mnist(tmp_path, mirrors=(url,), expected={TEST_LABELS: FILES[TEST_LABELS]}, timeout=5)
+
+
+def test_downloaded_files_get_the_permissions_of_any_new_file(tmp_path, mirror):
+    """They were created 0600 (mkstemp); a file in the data folder is an ordinary file."""
+    import stat
+
+    url, _ = mirror("good")
+    reference = tmp_path / "reference"
+    os.close(os.open(reference, os.O_WRONLY | os.O_CREAT, 0o666))
+    dest = tmp_path / "mnist"
+    download_mnist(dest, mirrors=(url,), expected=EXPECTED, timeout=5)
+    for name in FILES:
+        assert stat.S_IMODE((dest / f"{name}.gz").stat().st_mode) == stat.S_IMODE(reference.stat().st_mode)
+
+
+def test_download_under_a_file_is_one_clear_line(tmp_path, mirror):
+    url, requests = mirror("good")
+    (tmp_path / "a-file").write_text("")
+    dest = tmp_path / "a-file" / "mnist"
+    with pytest.raises(DownloadError) as info:
+        download_mnist(dest, mirrors=(url,), expected=EXPECTED, timeout=5)
+    assert str(info.value) == f"{dest}: cannot save the download there (Not a directory)"
+    assert requests == []
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+def test_download_into_a_read_only_folder_is_one_clear_line(tmp_path, mirror):
+    url, _ = mirror("good")
+    dest = tmp_path / "ro"
+    dest.mkdir()
+    dest.chmod(0o555)
+    try:
+        with pytest.raises(DownloadError, match="cannot save the download there .Permission denied"):
+            download_mnist(dest, mirrors=(url,), expected=EXPECTED, timeout=5)
+    finally:
+        dest.chmod(0o755)
+
+
+CHILD_DOWNLOAD = """
+import json, sys
+from digitpad.core.download import DownloadError, download_mnist
+try:
+    download_mnist(sys.argv[1], mirrors=(sys.argv[2],), expected=json.loads(sys.argv[3]), timeout=5)
+except DownloadError as e:
+    print(e)
+    sys.exit(1)
+"""
+
+
+def run_child_download(dest, url, **popen):
+    import json
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", CHILD_DOWNLOAD, str(dest), url, json.dumps(EXPECTED)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RLIMIT_FSIZE") if os.name == "posix" else True,
+                    reason="needs POSIX file size limits")
+def test_download_into_a_full_disk_is_one_clear_line(tmp_path, mirror):
+    """A write that fails (here: the file size limit, as a full disk would) is reported, not a traceback."""
+    import resource
+    import signal
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the write fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    url, _ = mirror("good")
+    child = run_child_download(tmp_path, url, preexec_fn=small_disk)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 1, err
+    assert out.strip() == f"{tmp_path}: cannot save the download there (File too large)"
+    assert "Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGTERM")
+def test_partial_file_of_a_terminated_download_is_removed_by_the_next(tmp_path, mirror):
+    """SIGTERM kills a download without unwinding and leaves its .part; the next download removes it."""
+    import signal
+    import time
+
+    stall_url, _ = mirror("stall")
+    child = run_child_download(tmp_path, stall_url)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(n.endswith(".part") for n in os.listdir(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.communicate(timeout=30)
+    leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".part")]
+    assert leftovers and leftovers[0].startswith(f".{next(iter(FILES))}.{child.pid}.")
+    good_url, _ = mirror("good")
+    download_mnist(tmp_path, mirrors=(good_url,), expected=EXPECTED, timeout=5)
+    assert_complete(tmp_path)                     # only the four files: the .part is gone
 
 
 def test_download_needs_a_mirror(tmp_path):
