@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import os
-import socket
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from digitpad.core.data import (
     read_idx,
     verify_dir,
 )
+from tests.child import refusal_in_child
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
@@ -177,20 +175,10 @@ def test_read_idx_refuses_dimensions_whose_product_overflows(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
 def test_read_idx_refuses_a_named_pipe_without_blocking(tmp_path):
-    import subprocess
-    import sys
-
     fifo = tmp_path / "train-images-idx3-ubyte"
     os.mkfifo(fifo)
-    code = ("import sys\n"
-            "from digitpad.core.data import DataError, read_idx\n"
-            "try:\n"
-            "    read_idx(sys.argv[1])\n"
-            "except DataError as e:\n"
-            "    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    assert f"{fifo}: cannot read (is a named pipe (FIFO), not a regular file)" in out.stdout
+    message = refusal_in_child("digitpad.core.data", "read_idx", "DataError", fifo)
+    assert message == f"{fifo}: cannot read (is a named pipe (FIFO), not a regular file)"
 
 
 def gzip_of_zeros(head: bytes, n_zeros: int) -> bytes:

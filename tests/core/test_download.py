@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from digitpad.cli import tqdm_progress
-from digitpad.core import data, download
+from digitpad.core import download
 from digitpad.core.data import FILES, DataError, find_data_dir, load_mnist, read_idx, verify_dir
 from digitpad.core.download import DownloadCancelled, DownloadError, download_mnist
 from tests.core.test_data import (TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, idx_bytes,

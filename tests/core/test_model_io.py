@@ -12,6 +12,7 @@ import pytest
 from digitpad.core import model_io
 from digitpad.core.mlp import MLP, MLPConfig
 from digitpad.core.model_io import ModelFileError, build_metadata, load_model, save_model
+from tests.child import refusal_in_child
 
 
 @pytest.fixture
@@ -238,20 +239,10 @@ def test_a_compressed_bomb_is_refused_before_it_is_decompressed(tmp_path, monkey
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
 def test_named_pipe_is_refused_without_blocking(tmp_path):
     """A FIFO is refused as what it is, and never opened in a way that could block."""
-    import subprocess
-    import sys
-
     fifo = tmp_path / "model.npz"
     os.mkfifo(fifo)
-    code = ("import sys\n"
-            "from digitpad.core.model_io import ModelFileError, load_model\n"
-            "try:\n"
-            "    load_model(sys.argv[1])\n"
-            "except ModelFileError as e:\n"
-            "    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(fifo)], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    assert str(fifo) in out.stdout and "named pipe" in out.stdout
+    message = refusal_in_child("digitpad.core.model_io", "load_model", "ModelFileError", fifo)
+    assert str(fifo) in message and "named pipe" in message
 
 
 def test_folder_and_device_are_refused(tmp_path):
