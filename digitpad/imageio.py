@@ -104,20 +104,22 @@ def _decode(raw: bytes, suffix: str):
     Qt's image plugins report damage they work around (a JPEG cut short is padded with grey)
     only as warnings in the ``qt.gui.imageio`` category; they are collected while decoding.
     """
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, qInstallMessageHandler
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QtMsgType, qInstallMessageHandler
     from PySide6.QtGui import QImageReader
 
+    # libpng's notes on a harmless quirk (an odd colour profile) come as info, not warnings
+    serious = (QtMsgType.QtWarningMsg, QtMsgType.QtCriticalMsg)
     buffer = QBuffer()
     buffer.setData(QByteArray(raw))
     buffer.open(QIODevice.OpenModeFlag.ReadOnly)
     warnings: list[str] = []
 
     def collect(mode, context, message):
-        if (context.category or "").startswith("qt.gui.imageio"):
+        if mode in serious and (context.category or "").startswith("qt.gui.imageio"):
             warnings.append(message)
         elif previous is not None:
             previous(mode, context, message)
-        else:
+        elif mode in serious:  # what Qt's own handler would have shown
             sys.stderr.write(message + "\n")
 
     detected = bytes(QImageReader.imageFormat(buffer).data()).decode("ascii", "replace")
