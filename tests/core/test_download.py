@@ -439,6 +439,34 @@ def test_partial_file_of_a_terminated_download_is_removed_by_the_next(tmp_path, 
     assert_complete(tmp_path)                     # only the four files: the .part is gone
 
 
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGTERM")
+def test_cli_download_removes_its_partial_file_on_sigterm(tmp_path, mirror):
+    """`digitpad download` unwinds on SIGTERM as on Ctrl-C: exit 143, one line, no .part left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    url, _ = mirror("stall")
+    code = ("import sys\n"
+            "from digitpad import cli\n"
+            "from digitpad.core import download\n"
+            "download.download_mnist.__kwdefaults__['mirrors'] = (sys.argv[2],)  # the test's mirror\n"
+            "sys.exit(cli.main(['download', '--data-dir', sys.argv[1]]))\n")
+    child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), url], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(n.endswith(".part") for n in os.listdir(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+    assert child.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "digitpad: download stopped; nothing half-written was kept"
+    assert os.listdir(tmp_path) == []
+
+
 def test_download_needs_a_mirror(tmp_path):
     with pytest.raises(ValueError, match="mirror"):
         download_mnist(tmp_path, mirrors=(), expected=EXPECTED)
