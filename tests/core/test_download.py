@@ -417,21 +417,26 @@ def test_download_into_a_full_disk_is_one_clear_line(tmp_path, mirror):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.skipif(os.name != "posix", reason="needs SIGTERM")
-def test_partial_file_of_a_terminated_download_is_removed_by_the_next(tmp_path, mirror):
-    """SIGTERM kills a download without unwinding and leaves its .part; the next download removes it."""
+def terminate_once_writing(child, folder: Path) -> tuple[str, str]:
+    """SIGTERM ``child`` once its partial file is in ``folder`` (waiting 60 s at most); its output."""
     import signal
     import time
 
-    stall_url, _ = mirror("stall")
-    child = run_child_download(tmp_path, stall_url)
     try:
         deadline = time.monotonic() + 60
-        while not any(n.endswith(".part") for n in os.listdir(tmp_path)) and time.monotonic() < deadline:
+        while not any(n.endswith(".part") for n in os.listdir(folder)) and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
         child.send_signal(signal.SIGTERM)
-        child.communicate(timeout=30)
+    return child.communicate(timeout=30)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGTERM")
+def test_partial_file_of_a_terminated_download_is_removed_by_the_next(tmp_path, mirror):
+    """SIGTERM kills a download without unwinding and leaves its .part; the next download removes it."""
+    stall_url, _ = mirror("stall")
+    child = run_child_download(tmp_path, stall_url)
+    terminate_once_writing(child, tmp_path)
     leftovers = [n for n in os.listdir(tmp_path) if n.endswith(".part")]
     assert leftovers and leftovers[0].startswith(f".{next(iter(FILES))}.{child.pid}.")
     good_url, _ = mirror("good")
@@ -442,10 +447,8 @@ def test_partial_file_of_a_terminated_download_is_removed_by_the_next(tmp_path, 
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGTERM")
 def test_cli_download_removes_its_partial_file_on_sigterm(tmp_path, mirror):
     """`digitpad download` unwinds on SIGTERM as on Ctrl-C: exit 143, one line, no .part left."""
-    import signal
     import subprocess
     import sys
-    import time
 
     url, _ = mirror("stall")
     code = ("import sys\n"
@@ -455,13 +458,7 @@ def test_cli_download_removes_its_partial_file_on_sigterm(tmp_path, mirror):
             "sys.exit(cli.main(['download', '--data-dir', sys.argv[1]]))\n")
     child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), url], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not any(n.endswith(".part") for n in os.listdir(tmp_path)) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        child.send_signal(signal.SIGTERM)
-        _, err = child.communicate(timeout=30)
+    _, err = terminate_once_writing(child, tmp_path)
     assert child.returncode == 143, err
     assert err.strip().splitlines()[-1] == "digitpad: download stopped; nothing half-written was kept"
     assert os.listdir(tmp_path) == []
