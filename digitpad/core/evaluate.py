@@ -278,7 +278,7 @@ def validation_split(mnist, train_config=None) -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     ValueError
-        The config holds out no validation digits.
+        The config holds out no validation digits, or is not a training config.
     """
     from digitpad.core.train import TrainConfig, split_indices
 
@@ -286,15 +286,20 @@ def validation_split(mnist, train_config=None) -> tuple[np.ndarray, np.ndarray]:
         config = TrainConfig()
     elif isinstance(train_config, TrainConfig):
         config = train_config
+    elif not isinstance(train_config, dict):
+        raise ValueError(f"train_config must be an object, not {type(train_config).__name__}")
     else:
-        config = TrainConfig.from_dict(dict(train_config))
+        try:
+            config = TrainConfig.from_dict(train_config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"the model's train_config does not describe a run ({e})") from None
     if config.val_size == 0:
         raise ValueError("this model was trained without a validation split (val_size 0)")
     _, val = split_indices(len(mnist.train_labels), config)
     return np.asarray(mnist.train_images)[val], np.asarray(mnist.train_labels)[val]
 
 
-def saliency(model: MLP, x28: np.ndarray, cls: int) -> np.ndarray:
+def saliency(model: MLP, x28: np.ndarray, cls: int, trace: Trace | None = None) -> np.ndarray:
     """Which pixels pushed the score of ``cls`` up (positive) or down (negative).
 
     Parameters

@@ -206,3 +206,10 @@ def test_map_to_input_puts_the_28x28_image_back_where_the_ink_was(mnist):
     identity = Preprocessed(pre.image, False, input_shape=(28, 28), bbox=(0, 28, 0, 28), scale=1.0)
     np.testing.assert_allclose(map_to_input(pre.image, identity, 28), pre.image, atol=1e-6)
     assert not map_to_input(pre.image, preprocess(np.zeros((50, 50))), 40).any()
+
+
+@pytest.mark.parametrize("bad", [5, [1, 2], "quick", {"hidden": 5}, {"nonsense": 1}])
+def test_validation_split_refuses_a_train_config_that_is_not_one(bad):
+    mnist = SimpleNamespace(train_images=np.zeros((100, 28, 28), np.uint8), train_labels=np.zeros(100, np.uint8))
+    with pytest.raises(ValueError, match="train_config"):
+        validation_split(mnist, bad)
