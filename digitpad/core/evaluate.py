@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from digitpad.core.functional import log_softmax, softmax
-from digitpad.core.mlp import MLP, N_CLASSES, as_batch
+from digitpad.core.mlp import MLP, N_CLASSES, Trace, as_batch
 
 ECE_BINS = 15
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -308,6 +308,8 @@ def saliency(model: MLP, x28: np.ndarray, cls: int, trace: Trace | None = None) 
     x28 : ndarray, (28, 28) or (784,)
         One digit, float in [0, 1] (uint8 is scaled).
     cls : int
+    trace : Trace, optional
+        ``model``'s trace of this digit (a ``Reading`` carries it): no forward pass then.
 
     Returns
     -------
@@ -316,11 +318,11 @@ def saliency(model: MLP, x28: np.ndarray, cls: int, trace: Trace | None = None) 
         network with no hidden layer this is ``W[:, cls] * x``.
     """
     x = as_batch(x28, model.config.n_in)[:1]  # (1, 784)
-    grad = model.input_gradient(x, int(cls))  # (1, 784)
+    grad = model.input_gradient(x, int(cls), trace)  # (1, 784)
     return (grad[0] * x[0]).astype(np.float32).reshape(28, 28)
 
 
-def top_units(model: MLP, x28: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def top_units(model: MLP, x28: np.ndarray, k: int = 8, trace: Trace | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first hidden layer's ``k`` most active units for one digit, and their weight images.
 
     Parameters
@@ -328,6 +330,8 @@ def top_units(model: MLP, x28: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.n
     model : MLP
     x28 : ndarray, (28, 28) or (784,)
     k : int
+    trace : Trace, optional
+        ``model``'s trace of this digit (a ``Reading`` carries it): no forward pass then.
 
     Returns
     -------
@@ -339,8 +343,9 @@ def top_units(model: MLP, x28: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.n
     """
     if model.n_layers < 2:
         return np.empty(0, np.intp), np.empty((0, 28, 28), np.float32)
-    x = as_batch(x28, model.config.n_in)[:1]  # (1, 784)
-    act = model.trace(x).activations[0][0]  # (H1,)
+    if trace is None:
+        trace = model.trace(as_batch(x28, model.config.n_in)[:1])  # (1, 784) in
+    act = trace.activations[0][0]  # (H1,)
     k = min(int(k), len(act))
     order = np.argsort(-act, kind="stable")[:k]
     images = model.weights[0][:, order].T.reshape(k, 28, 28).astype(np.float32)  # (k, 28, 28)

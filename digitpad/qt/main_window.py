@@ -42,10 +42,10 @@ from PySide6.QtWidgets import (
 
 from digitpad.core import model_io
 from digitpad.core.mlp import MLP
+from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, read_image, read_input
 from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, Canvas
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.panes.inference import ActivationsPane, LogitsPane, NetworkInputPane, ProbabilitiesPane
-from digitpad.qt.reading import DEFAULT_THRESHOLD, Reading, blank_reading, model_temperature, read_image, read_input
 
 log = logging.getLogger("digitpad")
 
@@ -585,7 +585,7 @@ class MainWindow(QMainWindow):
         self._read_timer.stop()
         self._last_read = time.perf_counter()
         model = self.reading_model
-        temperature = model_temperature(self.current_metadata) if self._reading_override is None else 1.0
+        temperature = model_io.model_temperature(self.current_metadata) if self._reading_override is None else 1.0
         if self._external_input is not None:
             image28, label = self._external_input
             reading = read_input(model, image28, temperature, label=label)
@@ -787,7 +787,7 @@ class MainWindow(QMainWindow):
             if tc:
                 rows.append(("Training", describe_training(tc)))
             if "temperature" in meta:
-                rows.append(("Calibration temperature", f"{model_temperature(meta):.3f}"))
+                rows.append(("Calibration temperature", f"{model_io.model_temperature(meta):.3f}"))
             lines.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>&nbsp;&nbsp;{html.escape(v)}</td></tr>"
                                              for k, v in rows) + "</table>")
         lines.append(f"<p style='color: gray'>Python {platform.python_version()} · NumPy {np.__version__} · "
