@@ -189,3 +189,61 @@ def test_eval_and_predict_refuse_a_model_that_cannot_read_digits(pictures, tmp_p
     assert cli.main(["eval", "--model", str(path), "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("five.npz: a 5-3-2 relu network cannot read 28x28 digits") == 2
+
+
+def _strict_json(text):
+    """Parse one line of JSON, failing on NaN or Infinity (which JSON does not have)."""
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON output: {text[:200]}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_predict_with_huge_finite_weights_gives_a_finite_confidence(pictures, tmp_path, capsys):
+    from digitpad import cli
+    from digitpad.core.mlp import MLP, MLPConfig
+    from digitpad.core.model_io import save_model
+
+    model = MLP(MLPConfig(hidden=(8,)), 0)
+    for w in model.weights:
+        w /= np.abs(w).max()
+        w *= np.float32(3e38)
+    path = save_model(tmp_path / "huge.npz", model)
+    assert cli.main(["predict", "--model", str(path), "--json", str(pictures / "one.png")]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert 0.0 < out["confidence"] <= 1.0 and out["digit"] in range(10)
+    assert abs(sum(out["probabilities"]) - 1) < 1e-4
+
+
+def test_strict_json_has_null_where_a_number_is_not_finite():
+    from digitpad.cli import _json
+
+    out = _strict_json(_json({"a": float("nan"), "b": [np.float32("inf"), np.float64(0.5), np.int64(3)],
+                               "c": {"d": -float("inf"), "e": True, "f": None}}))
+    assert out == {"a": None, "b": [None, 0.5, 3], "c": {"d": None, "e": True, "f": None}}
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(pictures):
+    """`digitpad predict --json … | head -c 1`: the pipe closes; the command ends quietly."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "digitpad", "predict", "--json", str(pictures / "one.png")],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300,
+                              env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
+
+
+def test_the_cli_refuses_a_model_with_the_sentence_of_open_model(tmp_path, capsys):
+    from digitpad import cli
+    from digitpad.core import model_io
+    from digitpad.core.mlp import MLP, MLPConfig
+
+    path = model_io.save_model(tmp_path / "three.npz", MLP(MLPConfig(n_in=100, hidden=(8,), n_out=3)))
+    with pytest.raises(model_io.ModelFileError) as e:
+        model_io.open_model(path)
+    assert cli.main(["predict", "--model", str(path), str(tmp_path / "x.png")]) == 1
+    assert capsys.readouterr().err.strip() == f"digitpad: {e.value}"

@@ -129,19 +129,3 @@ def test_a_press_without_a_release_keeps_the_stroke(canvas):
     canvas.extend_stroke(100, 150)
     canvas.end_stroke()
     assert len(canvas.strokes) == 2
-
-
-@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
-def test_the_reading_forward_pass_matches_the_model(activation):
-    from digitpad.core.mlp import MLP, MLPConfig
-    from digitpad.qt.reading import read_input, trace_one
-
-    model = MLP(MLPConfig(hidden=(64, 32, 16), activation=activation), rng=4)
-    x = np.random.default_rng(5).random(784, dtype=np.float32)
-    ours, ref = trace_one(model, x, 1.7), model.trace(x.reshape(1, 784), 1.7)
-    for a, b in zip(ours.pre + ours.activations + [ours.logits, ours.probabilities],
-                    ref.pre + ref.activations + [ref.logits, ref.probabilities]):
-        assert a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    r = read_input(model, x.reshape(28, 28))
-    assert r.digit == int(model.predict(x)[0]) and abs(r.probabilities.sum() - 1) < 1e-5
