@@ -70,6 +70,29 @@ def test_any_sequence_is_safe_and_incremental_painting_equals_a_redraw(canvas, o
     assert np.array_equal(canvas.bitmap(), _redrawn(canvas))
 
 
+@pytest.mark.parametrize("points", [[(40.0, -2.7e-96), (40.3, 60.1), (120.7, 90.05)],
+                                    [(100.1, 100.1), (100.2, 180.3), (33.333333333, 250.000001)]])
+def test_points_that_float32_cannot_hold_paint_the_same_live_and_redrawn(canvas, points):
+    """Live painting used the points as given while a redraw used them as stored (float32)."""
+    canvas.set_picture(None)
+    canvas.clear()
+    canvas.begin_stroke(*points[0], 0.37)
+    for x, y in points[1:]:
+        canvas.extend_stroke(x, y, 0.81)
+    canvas.end_stroke()
+    assert np.array_equal(canvas.bitmap(), _redrawn(canvas))
+
+
+def test_clear_during_a_stroke_on_an_empty_canvas_leaves_no_ink(canvas):
+    canvas.set_picture(None)
+    canvas.clear()
+    canvas.begin_stroke(0.0, 0.0, 0.0)
+    canvas.extend_stroke(0.0, 1.0, 0.0)
+    canvas.clear()
+    canvas.end_stroke()  # nothing in progress any more
+    assert canvas.bitmap().max() == 0 and canvas.is_empty()
+
+
 def test_undo_and_redo_replay_exactly(canvas):
     canvas.set_picture(None)
     canvas.clear()
