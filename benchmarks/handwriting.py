@@ -5,7 +5,7 @@ y down) in one of two hands:
 
 - ``european``: a 1 with a long flag (and for some writers a foot), a crossed 7 with a
   little lead-in, boxy 4s that close at the top or stand on a straight left side, boxy
-  6s and 9s with straight stems, a flat-topped 3, a 2 with a loop at its foot, a 0
+  6s and 9s with straight stems, a flat-topped 3, a 2 looped at its foot or made as a Z, a 0
   with a slash: the hand MNIST's census workers and students did not write.
 - ``plain``: the strokes MNIST is made of (a 1 as one line, a 7 without a bar, an open
   4, round loops), drawn by other writers: the "other writers" of the benchmark.
