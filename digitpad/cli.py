@@ -377,7 +377,7 @@ def cmd_finetune(args) -> int:
     from tqdm import tqdm
 
     from digitpad.core.data import DataError, load_mnist
-    from digitpad.core.finetune import FineTuneConfig, FineTuner, FoldRecord, read_samples
+    from digitpad.core.finetune import FineTuneConfig, FineTuner, FoldRecord, check_samples, read_samples
     from digitpad.core.model_io import ModelFileError, build_metadata, free_path, save_model, shipped_model_path
     from digitpad.core.model_io import user_models_dir
     from digitpad.core.samples import SampleError
@@ -396,15 +396,16 @@ def cmd_finetune(args) -> int:
     if not len(samples):
         return _fail(f"--samples: {args.samples}: no readable pictures of digits "
                      "(expected pictures in folders named 0 to 9)", 1)
+    config = FineTuneConfig()
+    try:
+        check_samples(samples, config.min_per_digit)  # before loading MNIST: says what to add at once
+    except SampleError as e:
+        return _fail(str(e), 1)
     try:
         mnist = load_mnist(args.data_dir)
     except DataError as e:
         return _fail(str(e), 1)
-    config = FineTuneConfig()
-    try:
-        tuner = FineTuner(model, samples, mnist, config)
-    except SampleError as e:
-        return _fail(str(e), 1)
+    tuner = FineTuner(model, samples, mnist, config)
 
     total = config.steps + tuner.folds * config.steps
     bar = tqdm(total=total, unit="step", disable=args.json, file=sys.stderr, dynamic_ncols=True, desc="fine-tune")

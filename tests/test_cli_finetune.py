@@ -93,12 +93,12 @@ def test_a_folder_of_only_bad_files_lists_them_then_stops(tmp_path, small_model)
     assert "a.png: not a picture" in proc.stderr
 
 
-@pytest.mark.mnist
-def test_too_few_samples_say_how_many_more(mnist_dir, tmp_path, small_model):
+def test_too_few_samples_say_how_many_more_before_mnist_is_needed(tmp_path, small_model):
     (tmp_path / "s" / "1").mkdir(parents=True)
     shutil.copy(DATA / "european" / "1" / "anna-0.png", tmp_path / "s" / "1")
     proc = digitpad("finetune", "--samples", str(tmp_path / "s"), "--model", str(small_model),
-                    "--data-dir", str(mnist_dir), "--out", str(tmp_path / "m.npz"))
+                    "--data-dir", str(tmp_path / "no-mnist"), "--out", str(tmp_path / "m.npz"),
+                    env={"DIGITPAD_DATA_DIR": str(tmp_path / "no-mnist"), "XDG_DATA_HOME": str(tmp_path / "xdg")})
     one_line_error(proc, "add 1 more 1")
     assert not (tmp_path / "m.npz").exists()
 
@@ -110,7 +110,7 @@ def test_a_broken_model_is_one_line(tmp_path):
 
 
 def test_without_mnist_it_says_where_it_looked(tmp_path, small_model):
-    proc = digitpad("finetune", "--samples", str(DATA / "plain"), "--model", str(small_model),
+    proc = digitpad("finetune", "--samples", str(DATA / "european"), "--model", str(small_model),
                     "--data-dir", str(tmp_path), env={"DIGITPAD_DATA_DIR": str(tmp_path),
                                                       "XDG_DATA_HOME": str(tmp_path / "xdg")})
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

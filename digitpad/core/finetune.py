@@ -26,7 +26,7 @@ from digitpad.core.samples import DIGITS, SampleError, scan_folder
 from digitpad.core.train import TrainConfig, TrainResult, Trainer, evaluate
 
 __all__ = ["FineTuneConfig", "SampleSet", "FoldRecord", "FineTuneResult", "TooFewSamples", "FineTuner",
-           "read_samples", "to_input", "shortfall", "fine_tune"]
+           "read_samples", "to_input", "shortfall", "check_samples", "fine_tune"]
 
 
 @dataclass(frozen=True)
@@ -176,11 +176,17 @@ def shortfall(labels, min_per_digit: int = 2) -> dict[int, int]:
     return {d: min_per_digit - int(counts[d]) for d in DIGITS if 0 < counts[d] < min_per_digit}
 
 
-def _shortfall_message(missing: dict[int, int], min_per_digit: int) -> str:
-    parts = [f"{n} more {d}" + ("s" if n > 1 else "") for d, n in missing.items()]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return (f"too few samples: add {listed} (at least {min_per_digit} of each digit you teach; "
-            "digits without any are fine)")
+def check_samples(samples: SampleSet, min_per_digit: int = 2) -> None:
+    """Raise ``SampleError`` when there are no samples, ``TooFewSamples`` (saying how many more
+    of which digit would help) when a digit has some but fewer than ``min_per_digit``."""
+    if len(samples) == 0:
+        raise SampleError("no samples to learn from")
+    missing = shortfall(samples.labels, min_per_digit)
+    if missing:
+        parts = [f"{n} more {d}" + ("s" if n > 1 else "") for d, n in missing.items()]
+        listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        raise TooFewSamples(f"too few samples: add {listed} (at least {min_per_digit} of each digit you "
+                            "teach; digits without any are fine)")
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -245,11 +251,7 @@ class FineTuner:
     """
 
     def __init__(self, model: MLP, samples: SampleSet, mnist, config: FineTuneConfig = FineTuneConfig()):
-        if len(samples) == 0:
-            raise SampleError("no samples to learn from")
-        missing = shortfall(samples.labels, config.min_per_digit)
-        if missing:
-            raise TooFewSamples(_shortfall_message(missing, config.min_per_digit))
+        check_samples(samples, config.min_per_digit)
         self.model = model
         self.samples = samples
         self.mnist = mnist

@@ -154,7 +154,7 @@ def test_fine_tuning_the_shipped_model_forgets_no_mnist(mnist, european):
     """The forgetting guard: after learning 30 European drawings, the MNIST test set is read as well as before."""
     model, _ = load_model(shipped_model_path())
     result = fine_tune(model, european, mnist, FineTuneConfig(folds=0, threads=1))
-    assert result.mnist_accuracy_before == pytest.approx(0.9938, abs=1e-4)
+    assert result.mnist_accuracy_before > 0.99
     assert result.mnist_accuracy_after >= result.mnist_accuracy_before - 0.002  # at most 0.2 point (target 0.1)
     taught_after = float((result.model.predict(european.images) == european.labels).mean())
     assert taught_after >= result.samples_accuracy_before
