@@ -505,3 +505,22 @@ def load_curves(run: Run) -> Curves:
         epochs={k: arr(v) for k, v in epochs.items()},
         events=events,
     )
+
+
+def smooth(values: np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average, debiased at the start; NaN stays NaN.
+
+    ``weight`` 0 returns the values as they are; 0.99 follows only the slow trend.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if weight <= 0 or not len(values):
+        return values.copy()
+    out = np.full_like(values, np.nan)
+    last, n = 0.0, 0
+    for i, v in enumerate(values):  # a few thousand points at most; a Python loop keeps NaN handling plain
+        if not math.isfinite(v):
+            continue
+        last = last * weight + (1.0 - weight) * v
+        n += 1
+        out[i] = last / (1.0 - weight ** n)
+    return out

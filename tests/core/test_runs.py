@@ -206,3 +206,13 @@ def test_run_json_is_strict_json_even_with_nan(tmp_path):
     assert info["test_accuracy"] is None and info["status"] == "diverged"
     for line in (rec.folder / CURVES_FILE).read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_smoothing_is_a_debiased_moving_average():
+    from digitpad.core.runs import smooth
+
+    x = np.array([1.0, 1.0, 1.0, 5.0, np.nan, 5.0])
+    np.testing.assert_array_equal(smooth(x, 0.0)[:4], x[:4])
+    s = smooth(x, 0.5)
+    assert s[0] == 1.0 and s[2] == pytest.approx(1.0)  # debiased: a constant stays itself
+    assert 1.0 < s[3] < 5.0 and np.isnan(s[4]) and s[3] < s[5] < 5.0
