@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digitpad.core.functional import log_softmax, softmax
+from digitpad.core.functional import cross_entropy, softmax
 from digitpad.core.mlp import MLP, N_CLASSES, Trace, as_batch
 
 ECE_BINS = 15
@@ -193,14 +193,10 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, temperature: float =
     wrong = np.flatnonzero(~correct)
     mistakes = wrong[np.argsort(-conf[wrong], kind="stable")]
     n_right = int(correct.sum())
-    if n:
-        # From the logits, not sklearn.metrics.log_loss of the probabilities: at temperature
-        # 0.05 the shipped model gives one test digit's label a float32 probability of 0,
-        # which log_loss clips, reporting 0.086 where the NLL is 0.220.
-        logp = log_softmax(logits.astype(np.float64), temperature)
-        nll = float(-logp[np.arange(n), labels].mean())
-    else:
-        nll = float("nan")
+    # From the logits, not sklearn.metrics.log_loss of the probabilities: at temperature
+    # 0.05 the shipped model gives one test digit's label a float32 probability of 0,
+    # which log_loss clips, reporting 0.086 where the NLL is 0.220.
+    nll = cross_entropy(logits.astype(np.float64), labels, temperature) if n else float("nan")
     ece, rel = calibration(conf, correct)
     return Evaluation(
         n=int(n), accuracy=n_right / n if n else float("nan"), accuracy_ci95=wilson_interval(n_right, n),
@@ -269,10 +265,9 @@ def fit_temperature(source, labels: np.ndarray, images: np.ndarray | None = None
     labels = np.asarray(labels).astype(np.intp)
     if len(logits) == 0 or len(logits) != len(labels):
         raise ValueError(f"fit_temperature: need matching, non-empty logits and labels, got {len(logits)} and {len(labels)}")
-    rows = np.arange(len(labels))
 
     def nll(log_t: float) -> float:
-        return float(-log_softmax(logits / math.exp(log_t))[rows, labels].mean())
+        return cross_entropy(logits, labels, math.exp(log_t))
 
     lo, hi = (math.log(b) for b in bounds)
     res = minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})

@@ -20,12 +20,13 @@ from digitpad.core.functional import (
     ACTIVATIONS,
     DERIVATIVES,
     HIDDEN_ACTIVATIONS,
+    cross_entropy_grad,
     softmax,
-    softmax_inplace,
 )
 
 N_PIXELS = 28 * 28
 N_CLASSES = 10
+MAX_PARAMS = 64 * 1024 * 1024  # 256 MB of float32: far above any MLP digitpad trains; model files are held to it
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,12 @@ class MLPConfig:
     @property
     def layer_sizes(self) -> tuple[int, ...]:
         return (self.n_in, *self.hidden, self.n_out)
+
+    @property
+    def n_params(self) -> int:
+        """Weights and biases of a network of this shape."""
+        sizes = self.layer_sizes
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 @dataclass(frozen=True)
@@ -221,10 +228,12 @@ class MLP:
         return flat_w, flat_b
 
     def forward_train(self, x: np.ndarray, ws: "Workspace", dropout: float = 0.0, rng=None) -> np.ndarray:
-        """Forward pass for training: fills ``ws.outs`` and returns the probabilities (B, n_out).
+        """Forward pass for training: fills ``ws.outs`` and returns the logits (B, n_out).
 
         ``x`` is (B, n_in) float32 with B == ws.batch_size. With ``dropout`` > 0, hidden
-        outputs are zeroed with that probability and the rest scaled by 1 / (1 - p).
+        outputs are zeroed with that probability and the rest scaled by 1 / (1 - p). The
+        logits are ``ws.outs[-1]``, which ``backward`` turns into dL/dlogits: measure the
+        loss (``functional.cross_entropy``) before.
         """
         act = ACTIVATIONS[self.config.activation]
         last = self.n_layers - 1
@@ -242,19 +251,16 @@ class MLP:
                     np.multiply(z, keep, out=z)
                     z *= np.float32(1.0 / (1.0 - dropout))
             a = z
-        return softmax_inplace(ws.outs[-1])
+        return ws.outs[-1]
 
     def backward(self, x: np.ndarray, labels: np.ndarray, ws: "Workspace", dropout: float = 0.0) -> None:
         """Backward pass after ``forward_train``: fills ``ws.grad_w`` and ``ws.grad_b``.
 
-        The loss is the mean cross-entropy over the batch; ``ws.outs[-1]`` (the probabilities)
-        is overwritten with dL/dlogits.
+        The loss is the mean cross-entropy over the batch; ``ws.outs[-1]`` (the logits) is
+        overwritten with dL/dlogits.
         """
         deriv = DERIVATIVES[self.config.activation]
-        n = len(labels)
-        delta = ws.outs[-1]  # (B, n_out): softmax - onehot, over B
-        delta[ws.rows[:n], labels] -= 1.0
-        delta *= np.float32(1.0 / n)
+        delta = cross_entropy_grad(ws.outs[-1], labels, out=ws.outs[-1])  # (B, n_out): (softmax - onehot) / B
         for i in range(self.n_layers - 1, -1, -1):
             a_prev = x if i == 0 else ws.outs[i - 1]  # (B, n_{i-1})
             np.matmul(a_prev.T, delta, out=ws.grad_w[i])  # (n_{i-1}, n_i)
@@ -304,7 +310,6 @@ class Workspace:
     grad_b: list = field(default_factory=list)
     grad_flat_w: np.ndarray = None
     grad_flat_b: np.ndarray = None
-    rows: np.ndarray = None
 
     @classmethod
     def for_model(cls, model: MLP, batch_size: int, dropout: bool = False) -> "Workspace":
@@ -316,7 +321,6 @@ class Workspace:
         ws.rand = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]] if dropout else []
         ws.grad_flat_w, ws.grad_w = _pack(model.weights)
         ws.grad_flat_b, ws.grad_b = _pack(model.biases)
-        ws.rows = np.arange(batch_size)
         return ws
 
     def view(self, n: int) -> "Workspace":

@@ -30,11 +30,10 @@ import numpy as np
 
 from digitpad import __version__
 from digitpad.core.files import atomic_path, display, open_regular
-from digitpad.core.mlp import MLP, N_CLASSES, N_PIXELS, MLPConfig
+from digitpad.core.mlp import MAX_PARAMS, MLP, N_CLASSES, N_PIXELS, MLPConfig
 
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 512 * 1024 * 1024
-MAX_PARAMS = 64 * 1024 * 1024  # 256 MB of float32: far above any MLP digitpad trains
 MAX_METADATA_BYTES = 1024 * 1024
 MAX_LAYERS = 64
 MAX_ENTRIES = 1 + 2 * MAX_LAYERS  # the metadata, and weights and biases per layer

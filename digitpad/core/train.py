@@ -3,42 +3,71 @@
 ``Trainer(config, mnist)`` is iterated by whoever drives it (the CLI's progress bar, the
 app's worker thread): every step yields a ``StepRecord`` (loss, batch accuracy, learning
 rate; every ``stats_every`` steps also per-layer activation and gradient statistics over
-a fixed probe batch; every ``snapshot_every`` steps a copy of the weights), and every
-epoch an ``EpochRecord`` (train and validation loss and accuracy). Not asking for the next
-record pauses training; ``stop()`` ends it at the next step boundary. The arrays in a
-record are copies, so the trainer can keep reusing its buffers. When iteration ends,
-``trainer.result`` holds the best-validation model.
+a fixed probe batch, see ``core.stats``; every ``snapshot_every`` steps a copy of the
+weights), and every epoch an ``EpochRecord`` (train and validation loss and accuracy). Not
+asking for the next record pauses training; ``stop()`` ends it at the next step boundary.
+The arrays in a record are copies, so the trainer can keep reusing its buffers. When
+iteration ends, ``trainer.result`` holds the best-validation model.
 
-A non-finite loss or weight stops the run by itself: the last good weights come back and
-the final record's ``message`` says what happened and what to try.
+The loop is three methods: ``_step`` (one batch), ``_end_epoch`` (validation, best epoch)
+and ``_finish`` (which weights the run hands back). A non-finite or exploded loss, or
+non-finite weights, raise ``Diverged`` from the first two; ``_finish`` then brings back the
+last good weights and the final record's ``message`` says what happened and what to try.
+
+This module also owns the settings-side helpers every front end shares: ``parse_hidden``
+(layer sizes from text) and ``run_size`` (training digits and step counts of a config).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Iterator
 
 import numpy as np
 
-from digitpad.core.functional import HIDDEN_ACTIVATIONS, log_softmax
-from digitpad.core.mlp import MLP, MLPConfig, Workspace, as_batch
+from digitpad.core.functional import HIDDEN_ACTIVATIONS, cross_entropy
+from digitpad.core.mlp import MAX_PARAMS, MLP, MLPConfig, Workspace, as_batch
 from digitpad.core.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
+from digitpad.core.stats import (  # noqa: F401  (edges re-exported for the live panes)
+    ACT_EDGES,
+    GRAD_LOG_EDGES,
+    LOGIT_EDGES,
+    LayerStats,
+    gradient_stats,
+    layer_stats,
+)
 from digitpad.core.threads import BlasThreads
 
-GRAD_LOG_EDGES = np.linspace(-10.0, 0.0, 41)  # histogram of log10 |gradient|
-ACT_EDGES = {
-    "relu": np.linspace(0.0, 6.0, 41),
-    "leaky_relu": np.linspace(-0.5, 6.0, 41),
-    "tanh": np.linspace(-1.0, 1.0, 41),
-    "sigmoid": np.linspace(0.0, 1.0, 41),
-}
-LOGIT_EDGES = np.linspace(-20.0, 20.0, 41)
-SATURATION = 0.02  # a sigmoid/tanh unit closer than this to its bounds is saturated
+MNIST_TRAIN_SIZE = 60000  # digits in MNIST's training file (validation digits are taken from these)
 CHANCE_LOSS = math.log(10)  # cross-entropy of a network that spreads its bets evenly
 EXPLODED_LOSS = 3 * CHANCE_LOSS  # a smoothed loss above this means training has diverged
 GOOD_LOSS = 1.5 * CHANCE_LOSS  # weights are kept as "last good" only while the smoothed loss is below this
+MAX_SEED = 2**63 - 1
+
+
+class Diverged(Exception):
+    """Training blew up (NaN, infinite or exploded loss or weights); the text says what to try."""
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """Hidden layer sizes from text: ``"256,128"``, ``"256, 128"`` or ``"4 x 4"``; ``"none"`` for no hidden layer.
+
+    Raises ``ValueError`` saying what is wrong; the sizes' range is checked by ``TrainConfig``.
+    """
+    text = text.strip()
+    if text.lower() == "none":
+        return ()
+    parts = [p for p in re.split(r"[,\sx×]+", text) if p]
+    if not parts:
+        raise ValueError("give layer sizes like 256, 128 (or none for no hidden layer)")
+    for p in parts:
+        if not p.isdigit():
+            raise ValueError(f"{p!r} is not a whole number; write sizes like 256, 128")
+    return tuple(int(p) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -82,6 +111,10 @@ class TrainConfig:
             bad("schedule", f"unknown {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if any(h < 1 or h > 16384 for h in self.hidden):
             bad("hidden", f"layer sizes must be between 1 and 16384, got {self.hidden}")
+        n_params = self.model_config().n_params
+        if n_params > MAX_PARAMS:
+            bad("hidden", f"{', '.join(map(str, self.hidden))} gives a network of {n_params:,} parameters, "
+                          f"more than a digitpad model may have ({MAX_PARAMS:,})")
         if not (math.isfinite(self.lr) and self.lr > 0):
             bad("lr", f"must be a positive number, got {self.lr}")
         if not 1 <= self.batch_size <= 65536:
@@ -96,8 +129,10 @@ class TrainConfig:
             bad("momentum", f"must be at least 0 and below 1, got {self.momentum}")
         if self.limit is not None and self.limit < 1:
             bad("limit", f"must be at least 1, got {self.limit}")
-        if not 0 <= self.val_size < 60000:
-            bad("val_size", f"must be between 0 and 59999, got {self.val_size}")
+        if not 0 <= self.val_size < MNIST_TRAIN_SIZE:
+            bad("val_size", f"must be between 0 and {MNIST_TRAIN_SIZE - 1}, got {self.val_size}")
+        if not (isinstance(self.seed, (int, np.integer)) and 0 <= self.seed <= MAX_SEED):
+            bad("seed", f"must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
         if self.stats_every < 0 or self.snapshot_every < 0:
             bad("stats_every", "must be 0 or positive")
         if not 0 <= self.threads <= 256:
@@ -140,20 +175,6 @@ PRESET_NOTES = {
 
 
 @dataclass(frozen=True)
-class LayerStats:
-    """One weight layer's health at one step (activations over the probe batch, gradients of the batch)."""
-
-    act_mean: float
-    act_std: float
-    act_hist: np.ndarray  # counts over ACT_EDGES[activation] (LOGIT_EDGES for the output layer)
-    dead_fraction: float  # ReLU: units that output 0 for every probe digit; sigmoid/tanh: saturated
-    grad_norm: float  # L2 norm of dL/dW
-    bias_grad_norm: float
-    grad_hist: np.ndarray  # counts of log10|dL/dW| over GRAD_LOG_EDGES
-    update_ratio: float  # ||delta W|| / ||W|| of this step's update
-
-
-@dataclass(frozen=True)
 class StepRecord:
     """What one training step did; ``layers`` and ``weights`` only every k steps."""
 
@@ -192,7 +213,8 @@ class TrainResult:
 
     model: MLP
     config: TrainConfig
-    best_epoch: int = 0
+    best_epoch: int = 0  # the epoch whose end gave ``model``; 0 when it comes from within an epoch
+    best_step: int = 0  # steps done when ``model``'s weights were taken
     best_val_accuracy: float = float("nan")
     steps: int = 0
     epochs_done: int = 0
@@ -203,6 +225,27 @@ class TrainResult:
     history: list = field(default_factory=list)  # EpochRecords
 
 
+@dataclass(frozen=True)
+class RunSize:
+    """How much work a config is on a training set of a given size."""
+
+    n_train: int  # digits trained on per epoch
+    n_val: int  # digits held out for validation
+    steps_per_epoch: int
+    total_steps: int
+
+
+def run_size(config: TrainConfig, n_total: int = MNIST_TRAIN_SIZE) -> RunSize:
+    """Training digits and step counts of ``config`` on a training set of ``n_total`` digits,
+    as the Trainer splits it (validation first, then ``limit``)."""
+    n_val = min(config.val_size, n_total)
+    n_train = n_total - n_val
+    if config.limit is not None:
+        n_train = min(n_train, config.limit)
+    per_epoch = math.ceil(n_train / config.batch_size)
+    return RunSize(n_train=n_train, n_val=n_val, steps_per_epoch=per_epoch, total_steps=per_epoch * config.epochs)
+
+
 LIVE_POINTS = 80  # statistics points a short run should still give the live panes
 
 
@@ -211,16 +254,13 @@ def live_config(config: TrainConfig, n_total: int) -> TrainConfig:
     ``LIVE_POINTS`` of them, never more often than every 5 steps (each costs a probe pass)."""
     if not config.stats_every:
         return config
-    n_train = n_total - config.val_size
-    if config.limit is not None:
-        n_train = min(n_train, config.limit)
-    steps = math.ceil(max(n_train, 1) / config.batch_size) * config.epochs
+    steps = run_size(config, n_total).total_steps
     every = min(config.stats_every, max(5, steps // LIVE_POINTS))
     return replace(config, stats_every=every)
 
 
 def evaluate(model: MLP, images: np.ndarray, labels: np.ndarray, batch: int = 2000) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on uint8 or float images, in batches."""
+    """Mean cross-entropy and accuracy of ``model`` on uint8 or float images, in batches (NaN, NaN for none)."""
     n = len(labels)
     if n == 0:
         return float("nan"), float("nan")
@@ -229,8 +269,7 @@ def evaluate(model: MLP, images: np.ndarray, labels: np.ndarray, batch: int = 20
     for s in range(0, n, batch):
         logits = model.logits(images[s:s + batch])  # (b, 10)
         y = np.asarray(labels[s:s + batch], dtype=np.intp)
-        logp = log_softmax(logits)
-        loss += float(-logp[np.arange(len(y)), y].sum())
+        loss += cross_entropy(logits, y, reduction="sum")
         correct += int((logits.argmax(1) == y).sum())
     return loss / n, correct / n
 
@@ -253,67 +292,18 @@ def split_indices(n_total: int, config: TrainConfig, rng: np.random.Generator | 
     return np.sort(train), val
 
 
-def _hist(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts over fixed ``edges``, values outside folded into the end bins."""
-    lo, hi = edges[0], edges[-1]
-    n = len(edges) - 1
-    idx = ((np.clip(values, lo, hi) - lo) * (n / (hi - lo))).astype(np.intp)
-    np.minimum(idx, n - 1, out=idx)
-    return np.bincount(idx.ravel(), minlength=n).astype(np.int32)
+@dataclass
+class _Tally:
+    """Running train loss and accuracy over the batches of one epoch."""
 
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
 
-def _dead_fraction(activation: str, out: np.ndarray) -> float:
-    """Fraction of units dead (ReLU kinds) or saturated (sigmoid, tanh) on every probe digit."""
-    if activation in ("relu", "leaky_relu"):
-        dead = (out <= 0).all(axis=0)
-    elif activation == "sigmoid":
-        dead = ((out < SATURATION) | (out > 1 - SATURATION)).all(axis=0)
-    else:
-        dead = (np.abs(out) > 1 - SATURATION).all(axis=0)
-    return float(dead.mean())
-
-
-def gradient_stats(grad_w, grad_b) -> list[tuple[float, float, np.ndarray]]:
-    """Per layer: (norm of dL/dW, norm of dL/db, histogram of log10|dL/dW|), read before the update."""
-    out = []
-    for g, gb in zip(grad_w, grad_b):
-        sample = g.ravel()[:: max(1, g.size // 65536)]  # at most ~64k values per histogram
-        with np.errstate(divide="ignore"):
-            logg = np.log10(np.abs(sample))
-        logg[~np.isfinite(logg)] = GRAD_LOG_EDGES[0]
-        out.append((float(np.linalg.norm(g)), float(np.linalg.norm(gb)), _hist(logg, GRAD_LOG_EDGES)))
-    return out
-
-
-def layer_stats(model: MLP, probe: np.ndarray, grads, updates=None) -> tuple:
-    """Per-layer statistics: activations on ``probe``, gradients from ``gradient_stats``.
-
-    ``updates[i]`` is the change this step made to ``weights[i]`` (the optimiser's own
-    buffer, so nothing is copied), for the update-to-weight ratio.
-    """
-    trace = model.trace(probe)
-    act = model.config.activation
-    stats = []
-    for i in range(model.n_layers):
-        hidden = i < model.n_layers - 1
-        out = trace.activations[i] if hidden else trace.logits  # (P, n_i)
-        grad_norm, bias_grad_norm, grad_hist = grads[i]
-        w_norm = float(np.linalg.norm(model.weights[i]))
-        if updates is not None and w_norm > 0:
-            ratio = float(np.linalg.norm(updates[i])) / w_norm
-        else:
-            ratio = float("nan")
-        stats.append(LayerStats(
-            act_mean=float(out.mean()),
-            act_std=float(out.std()),
-            act_hist=_hist(out, ACT_EDGES[act] if hidden else LOGIT_EDGES),
-            dead_fraction=_dead_fraction(act, out) if hidden else 0.0,
-            grad_norm=grad_norm,
-            bias_grad_norm=bias_grad_norm,
-            grad_hist=grad_hist,
-            update_ratio=ratio,
-        ))
-    return tuple(stats)
+    def add(self, loss: float, correct: int, n: int) -> None:
+        self.loss_sum += loss * n
+        self.correct += correct
+        self.seen += n
 
 
 class Trainer:
@@ -324,6 +314,9 @@ class Trainer:
     config : TrainConfig
     mnist : MNIST-like
         ``train_images`` (N, 28, 28) uint8 and ``train_labels`` (N,); the test set is not used.
+    initial : MLP, optional
+        Start from these weights (a copy; the given model is never changed) instead of a
+        fresh initialisation. Its shape must match ``config``.
     """
 
     def __init__(self, config: TrainConfig, mnist, initial: MLP | None = None):
@@ -335,16 +328,24 @@ class Trainer:
         labels = np.asarray(mnist.train_labels, dtype=np.intp)
         train_idx, val_idx = split_indices(len(labels), config, self._rng_split)
         if len(train_idx) == 0:
-            raise ValueError("limit: no training digits left after the validation split")
+            raise ValueError(f"val_size: holding out {config.val_size} digits for validation leaves none of "
+                             f"the {len(labels)} training digits to train on")
+        if initial is not None and initial.config != config.model_config():
+            wanted = config.model_config()
+            raise ValueError(f"hidden: the starting network is {initial.describe()}, the settings ask for "
+                             f"{'-'.join(map(str, wanted.layer_sizes))} {wanted.activation}")
         self.train_images = images[train_idx]  # (n_train, 784) uint8
         self.train_labels = labels[train_idx]
         self.val_images = images[val_idx]  # (n_val, 784) uint8
         self.val_labels = labels[val_idx]
-        probe_src = self.val_images if len(val_idx) else self.train_images
+        probe_src, probe_labels = (self.val_images, self.val_labels) if len(val_idx) else (
+            self.train_images, self.train_labels)
         self.probe = as_batch(probe_src[: config.probe_size], 784)  # (P, 784) float32
+        self.probe_labels = probe_labels[: config.probe_size]  # (P,)
         self.model = initial.copy() if initial is not None else MLP(config.model_config(), self._rng_init)
-        self.steps_per_epoch = math.ceil(len(self.train_labels) / config.batch_size)
-        self.total_steps = self.steps_per_epoch * config.epochs
+        size = run_size(config, len(labels))
+        self.steps_per_epoch = size.steps_per_epoch
+        self.total_steps = size.total_steps
         self.result: TrainResult | None = None
         self._stop = False
 
@@ -360,18 +361,20 @@ class Trainer:
         return self.run()
 
     def _batches(self, epoch_perm: np.ndarray):
-        """(x (b, 784) float32, y (b,)) for one epoch; distorted when ``augment`` is on."""
+        """(x (b, 784) float32, y (b,)) for one epoch; distorted in a background thread when ``augment`` is on."""
         cfg = self.config
         bs = cfg.batch_size
         if cfg.augment:
-            from digitpad.core.augment import distort
+            from digitpad.core.augment import Prefetcher, augmented_batches
 
-            rng = self._rng_augment
-            for s in range(0, len(epoch_perm), bs):
-                idx = epoch_perm[s:s + bs]
-                x = distort(self.train_images[idx].reshape(-1, 28, 28), rng)  # (b, 28, 28)
-                yield x.reshape(len(idx), -1), self.train_labels[idx]
-            return
+            chunks = (epoch_perm[s:s + bs] for s in range(0, len(epoch_perm), bs))
+            images = self.train_images.reshape(-1, 28, 28)  # (n_train, 28, 28)
+            return Prefetcher(augmented_batches(images, self.train_labels, chunks, self._rng_augment), depth=3)
+        return self._plain_batches(epoch_perm)
+
+    def _plain_batches(self, epoch_perm: np.ndarray):
+        """The epoch's batches scaled to [0, 1] in two buffers reused for every batch."""
+        bs = self.config.batch_size
         ubuf = np.empty((bs, 784), np.uint8)
         xbuf = np.empty((bs, 784), np.float32)
         scale = np.float32(1 / 255)
@@ -390,165 +393,190 @@ class Trainer:
             threads.restore()
 
     def _run(self, threads: BlasThreads):
+        """The loop: epochs of steps, then the finish; stops at step boundaries."""
+        self._start(threads)
+        n_train = len(self.train_labels)
+        diverged = None
+        try:
+            for epoch in range(self.config.epochs):
+                tally = _Tally()
+                with closing(self._batches(self._rng_shuffle.permutation(n_train))) as batches:
+                    for k, (x, y) in enumerate(batches):
+                        if self._stop:
+                            break
+                        yield self._step(x, y, epoch, k, tally)
+                if not self.model.is_finite():
+                    raise Diverged(self._diverged_message("weights", self._steps, self._lr))
+                if self._stop and tally.seen < n_train:
+                    break  # stopped within the epoch: no validation of a partial epoch
+                yield self._end_epoch(epoch, tally)
+                if self._stop:
+                    break
+        except Diverged as e:
+            diverged = e
+        last = self._finish(diverged)
+        if last is not None:
+            yield last
+        return self.result
+
+    def _start(self, threads: BlasThreads) -> None:
+        """Buffers, optimiser and bookkeeping of one run, allocated once."""
         cfg = self.config
         model = self.model
-        params = list(model.pack_parameters())  # [all weights, all biases] as two flat vectors
-        ws_full = Workspace.for_model(model, cfg.batch_size, dropout=cfg.dropout > 0)
-        grads = [ws_full.grad_flat_w, ws_full.grad_flat_b]
-        opt = make_optimizer(cfg.optimizer, params, cfg.weight_decay, cfg.momentum, cfg.nesterov,
-                             decay=[True, False])
-        result = TrainResult(model=model.copy(), config=cfg)
-        self.result = result
-        best_key = None
-        good = [p.copy() for p in params]  # last weights known to be finite (flat copies)
+        self._threads = threads
+        self._params = list(model.pack_parameters())  # [all weights, all biases] as two flat vectors
+        self._ws = Workspace.for_model(model, cfg.batch_size, dropout=cfg.dropout > 0)
+        self._grads = [self._ws.grad_flat_w, self._ws.grad_flat_b]
+        self._opt = make_optimizer(cfg.optimizer, self._params, cfg.weight_decay, cfg.momentum, cfg.nesterov,
+                                   decay=[True, False])
         offsets = np.cumsum([0] + [w.size for w in model.weights])
-        updates = [opt.last_update[0][a:b] for a, b in zip(offsets[:-1], offsets[1:])]  # per-layer views
-        step = 0
-        t0 = time.perf_counter()
-        n_train = len(self.train_labels)
-        message = None
-        loss_ema = 0.0
-        for epoch in range(cfg.epochs):
-            perm = self._rng_shuffle.permutation(n_train)
-            batches = self._batches(perm)
-            if cfg.augment:
-                from digitpad.core.augment import Prefetcher
+        self._updates = [self._opt.last_update[0][a:b] for a, b in zip(offsets[:-1], offsets[1:])]  # per layer
+        self._good = [p.copy() for p in self._params]  # last weights whose loss was measured sane
+        self._good_step = 0
+        self._best_key = None  # (val accuracy, -val loss) of the best epoch so far
+        self._steps = 0
+        self._lr = cfg.lr
+        self._loss_ema = 0.0
+        self._t0 = time.perf_counter()
+        self.result = TrainResult(model=model.copy(), config=cfg)
 
-                batches = Prefetcher(batches, depth=3)
-            loss_sum = 0.0
-            correct = 0
-            seen = 0
+    def _step(self, x: np.ndarray, y: np.ndarray, epoch: int, k: int, tally: _Tally) -> StepRecord:
+        """One batch: forward, loss, backward, update; raises ``Diverged`` when training blew up."""
+        cfg = self.config
+        model = self.model
+        n = len(y)
+        ws = self._ws.view(n)
+        lr = self._lr = learning_rate(cfg.schedule, cfg.lr, self._steps, self.total_steps)
+        want_stats = cfg.stats_every and self._steps % cfg.stats_every == 0
+        # divergence is read from the values (loss, finite weights), so overflow warnings are noise
+        with np.errstate(over="ignore", invalid="ignore"):
+            self._threads.start_step()
             try:
-                for k, (x, y) in enumerate(batches):
-                    if self._stop:
-                        break
-                    n = len(y)
-                    ws = ws_full.view(n)
-                    lr = learning_rate(cfg.schedule, cfg.lr, step, self.total_steps)
-                    threads.start_step()
-                    with np.errstate(over="ignore", invalid="ignore"):  # divergence is handled below
-                        probs = model.forward_train(x, ws, cfg.dropout, self._rng_dropout)  # (n, 10)
-                        p_true = probs[ws.rows[:n], y]
-                        loss = float(-np.log(np.maximum(p_true, 1e-30)).mean())
-                    batch_correct = int((probs.argmax(1) == y).sum())
-                    if not math.isfinite(loss):
-                        threads.end_step()
-                        message = self._diverged_message("loss", step + 1, lr)
-                        break
-                    # Adam's steps are bounded by lr, so a huge lr gives huge but finite weights
-                    # whose loss sits far above guessing; that is divergence too
-                    loss_ema = loss if step == 0 else 0.9 * loss_ema + 0.1 * loss
-                    if step >= 20 and loss_ema > EXPLODED_LOSS:
-                        threads.end_step()
-                        message = self._exploded_message(loss_ema, step + 1)
-                        break
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        model.backward(x, y, ws, cfg.dropout)
-                    want_stats = cfg.stats_every and (step % cfg.stats_every == 0)
-                    # gradient statistics before the update: weight decay is added to the gradients in place
-                    grad_layers = None
-                    if want_stats:
-                        with np.errstate(over="ignore", invalid="ignore"):  # a diverging step may overflow
-                            grad_layers = gradient_stats(ws.grad_w, ws.grad_b)
-                    if want_stats and loss_ema <= GOOD_LOSS:
-                        # these weights just gave a sane loss: the ones to come back to if training blows up
-                        for g, p in zip(good, params):
-                            np.copyto(g, p)
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        opt.update(params, grads, lr)
-                    threads.end_step()
-                    step += 1
-                    loss_sum += loss * n
-                    correct += batch_correct
-                    seen += n
-                    layers = None
-                    if want_stats:
-                        if not model.is_finite():
-                            message = self._diverged_message("weights", step, lr)
-                            break
-                        with np.errstate(over="ignore", invalid="ignore"):
-                            layers = layer_stats(model, self.probe, grad_layers, updates)
-                    snap = None
-                    if cfg.snapshot_every and step % cfg.snapshot_every == 0:
-                        snap = ([w.copy() for w in model.weights], [b.copy() for b in model.biases])
-                    elapsed = time.perf_counter() - t0
-                    yield StepRecord(
-                        step=step, total_steps=self.total_steps, epoch=epoch,
-                        epoch_progress=(k + 1) / self.steps_per_epoch, loss=loss,
-                        accuracy=batch_correct / n, lr=lr,
-                        samples_per_second=(epoch * n_train + seen) / max(elapsed, 1e-9),
-                        elapsed=elapsed, layers=layers, weights=snap, blas_threads=threads.current,
-                    )
+                logits = model.forward_train(x, ws, cfg.dropout, self._rng_dropout)  # (n, 10)
+                loss = cross_entropy(logits, y)
+                batch_correct = int((logits.argmax(1) == y).sum())
+                self._check_loss(loss, lr)
+                model.backward(x, y, ws, cfg.dropout)
+                # gradient statistics before the update: weight decay is added to the gradients in place
+                grad_layers = gradient_stats(ws.grad_w, ws.grad_b) if want_stats else None
+                if want_stats and self._loss_ema <= GOOD_LOSS:
+                    self._remember_good()  # these weights just gave a sane loss
+                self._opt.update(self._params, self._grads, lr)
             finally:
-                close = getattr(batches, "close", None)
-                if close is not None:
-                    close()
-            if message is None and not model.is_finite():
-                message = self._diverged_message("weights", step, lr)
-            if message is not None:
-                break
-            if self._stop and seen < n_train:
-                break
-            # end of a full epoch: validation decides the best weights
+                self._threads.end_step()
+            self._steps += 1
+            tally.add(loss, batch_correct, n)
+            layers = None
+            if want_stats:
+                if not model.is_finite():
+                    raise Diverged(self._diverged_message("weights", self._steps, lr))
+                layers = layer_stats(model, self.probe, grad_layers, self._updates)
+        snap = None
+        if cfg.snapshot_every and self._steps % cfg.snapshot_every == 0:
+            snap = ([w.copy() for w in model.weights], [b.copy() for b in model.biases])
+        elapsed = time.perf_counter() - self._t0
+        return StepRecord(
+            step=self._steps, total_steps=self.total_steps, epoch=epoch,
+            epoch_progress=(k + 1) / self.steps_per_epoch, loss=loss, accuracy=batch_correct / n, lr=lr,
+            samples_per_second=(epoch * len(self.train_labels) + tally.seen) / max(elapsed, 1e-9),
+            elapsed=elapsed, layers=layers, weights=snap, blas_threads=self._threads.current,
+        )
+
+    def _check_loss(self, loss: float, lr: float) -> None:
+        """Raise ``Diverged`` for a non-finite loss, or a smoothed loss far above guessing."""
+        step = self._steps + 1
+        if not math.isfinite(loss):
+            raise Diverged(self._diverged_message("loss", step, lr))
+        # Adam's steps are bounded by lr, so a huge lr gives huge but finite weights
+        # whose loss sits far above guessing; that is divergence too
+        self._loss_ema = loss if self._steps == 0 else 0.9 * self._loss_ema + 0.1 * loss
+        if self._steps >= 20 and self._loss_ema > EXPLODED_LOSS:
+            raise Diverged(self._exploded_message(f"loss exploded to {self._loss_ema:.3g} at step {step}"))
+
+    def _end_epoch(self, epoch: int, tally: _Tally) -> EpochRecord:
+        """Validation after a full epoch: decides the best weights; raises ``Diverged`` if they exploded."""
+        model = self.model
+        result = self.result
+        has_val = len(self.val_labels) > 0
+        with np.errstate(over="ignore", invalid="ignore"):
             val_loss, val_acc = evaluate(model, self.val_images, self.val_labels)
-            key = (val_acc, -val_loss) if len(self.val_labels) else (epoch, 0)
-            is_best = best_key is None or key > best_key
-            if is_best:
-                best_key = key
-                result.model = model.copy()
-                result.best_epoch = epoch + 1
-                result.best_val_accuracy = val_acc
-            if val_loss <= GOOD_LOSS or (not len(self.val_labels) and loss_ema <= GOOD_LOSS):
-                for g, p in zip(good, params):
-                    np.copyto(g, p)
-            record = EpochRecord(
-                epoch=epoch + 1, step=step, train_loss=loss_sum / max(seen, 1),
-                train_accuracy=correct / max(seen, 1), val_loss=val_loss, val_accuracy=val_acc,
-                seconds=time.perf_counter() - t0, best=is_best,
-            )
-            result.history.append(record)
-            result.epochs_done = epoch + 1
-            yield record
-            if self._stop:
-                break
-        if message is not None:
-            # diverged: bring back the last finite weights
-            for g, p in zip(good, params):
+            # a run too short for the smoothed loss to notice (a few steps) is caught here
+            sane_loss = val_loss if has_val else evaluate(model, self.probe, self.probe_labels)[0]
+        if not sane_loss <= EXPLODED_LOSS:  # also NaN
+            where = "validation" if has_val else "training"
+            raise Diverged(self._exploded_message(f"{where} loss exploded to {sane_loss:.3g} after epoch {epoch + 1}"))
+        key = (val_acc, -val_loss) if has_val else (epoch, 0)
+        is_best = self._best_key is None or key > self._best_key
+        if is_best:
+            self._best_key = key
+            self._take_result(best_epoch=epoch + 1, val_accuracy=val_acc)
+        if val_loss <= GOOD_LOSS or (not has_val and self._loss_ema <= GOOD_LOSS):
+            self._remember_good()
+        record = EpochRecord(
+            epoch=epoch + 1, step=self._steps, train_loss=tally.loss_sum / max(tally.seen, 1),
+            train_accuracy=tally.correct / max(tally.seen, 1), val_loss=val_loss, val_accuracy=val_acc,
+            seconds=time.perf_counter() - self._t0, best=is_best,
+        )
+        result.history.append(record)
+        result.epochs_done = epoch + 1
+        return record
+
+    def _finish(self, diverged: Diverged | None) -> StepRecord | None:
+        """Decide the weights the run hands back and fill in ``result``; the final record after a divergence."""
+        cfg = self.config
+        result = self.result
+        record = None
+        if diverged is not None:
+            for g, p in zip(self._good, self._params):
                 np.copyto(p, g)  # the model's weights are views of params
             result.diverged = True
-            result.message = message
+            result.message = str(diverged)
             # the restored weights may beat the best epoch so far (when that epoch was already exploding)
-            self._keep_if_better(model, result, best_key)
-            yield StepRecord(
-                step=step, total_steps=self.total_steps, epoch=result.epochs_done,
-                epoch_progress=0.0, loss=float("nan"), accuracy=float("nan"), lr=lr,
-                samples_per_second=0.0, elapsed=time.perf_counter() - t0, message=message,
-            )
-        elif best_key is None or (self._stop and result.epochs_done < cfg.epochs):
+            self._keep_if_better(self._good_step)
+        elif self._best_key is None or (self._stop and result.epochs_done < cfg.epochs):
             # stopped before an epoch ended (or between epochs): the current weights may be the best
-            self._keep_if_better(model, result, best_key)
-        result.stopped = self._stop and message is None and result.epochs_done < cfg.epochs
-        result.steps = step
-        result.seconds = time.perf_counter() - t0
+            self._keep_if_better(self._steps)
+        result.stopped = self._stop and diverged is None and result.epochs_done < cfg.epochs
+        result.steps = self._steps
+        result.seconds = time.perf_counter() - self._t0
         if result.stopped and not result.message:
-            result.message = f"stopped by request after {step} steps"
-        return result
+            result.message = f"stopped by request after {self._steps} steps"
+        if diverged is not None:
+            record = StepRecord(
+                step=self._steps, total_steps=self.total_steps, epoch=result.epochs_done,
+                epoch_progress=0.0, loss=float("nan"), accuracy=float("nan"), lr=self._lr,
+                samples_per_second=0.0, elapsed=result.seconds, message=result.message,
+            )
+        return record
 
-    def _keep_if_better(self, model: MLP, result: TrainResult, best_key) -> None:
-        """Make the current weights the run's result if validation ranks them above the best epoch's."""
+    def _remember_good(self) -> None:
+        for g, p in zip(self._good, self._params):
+            np.copyto(g, p)
+        self._good_step = self._steps
+
+    def _take_result(self, best_epoch: int, val_accuracy: float, step: int | None = None) -> None:
+        """The current weights become the run's model, taken at the end of ``best_epoch`` (0: within one)."""
+        result = self.result
+        result.model = self.model.copy()
+        result.best_epoch = best_epoch
+        result.best_step = self._steps if step is None else step
+        result.best_val_accuracy = val_accuracy
+
+    def _keep_if_better(self, step: int) -> None:
+        """Make the current weights (taken after ``step`` steps) the run's model if validation ranks
+        them above the best epoch's; they are no epoch's end, so ``best_epoch`` becomes 0."""
         if len(self.val_labels):
-            val_loss, val_acc = evaluate(model, self.val_images, self.val_labels)
-            if best_key is None or (val_acc, -val_loss) > best_key:
-                result.model = model.copy()
-                result.best_val_accuracy = val_acc
-        elif best_key is None:
-            result.model = model.copy()
+            val_loss, val_acc = evaluate(self.model, self.val_images, self.val_labels)
+            if self._best_key is None or (val_acc, -val_loss) > self._best_key:
+                self._take_result(best_epoch=0, val_accuracy=val_acc, step=step)
+        elif self._best_key is None:
+            self._take_result(best_epoch=0, val_accuracy=float("nan"), step=step)
 
-    def _exploded_message(self, loss: float, step: int) -> str:
+    def _exploded_message(self, what: str) -> str:
         lr0 = self.config.lr
         return (
-            f"loss exploded to {loss:.1f} at step {step} (guessing scores {CHANCE_LOSS:.2f}); the learning "
-            f"rate {lr0:g} is probably too high (try {lr0 / 10:g}). The last good weights were restored."
+            f"{what} (guessing scores {CHANCE_LOSS:.2f}); the learning rate {lr0:g} is probably too high "
+            f"(try {lr0 / 10:g}). The last good weights were restored."
         )
 
     def _diverged_message(self, what: str, step: int, lr: float) -> str:
