@@ -32,7 +32,7 @@ import functools
 import math
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -206,17 +206,17 @@ def augmented_batches(
 
 
 class Prefetcher(Generic[T]):
-    """Runs a producer in a daemon thread and keeps up to ``depth`` results ready, in order.
+    """Consumes an iterator in a daemon thread and keeps up to ``depth`` results ready, in order.
 
-    ``produce`` is either a callable, called again and again until :meth:`close`, or an
-    iterator (e.g. :func:`augmented_batches`), consumed until it is exhausted. Results come
-    out in production order through iteration or :meth:`get`. An exception raised by the
+    ``produce`` is an iterator or iterable (e.g. :func:`augmented_batches`; for a callable
+    ``f``, ``iter(f, sentinel)``), consumed until it is exhausted. Results come out in
+    production order through iteration or :meth:`get`. An exception raised by the
     producer is re-raised in the consumer at the point where its result would have come,
     after which the prefetcher is finished. :meth:`close` stops the thread promptly even if
     the queue is full; a producer call already running is not interrupted, but its result
     is dropped and, the thread being a daemon, it never keeps the interpreter alive. When
-    the thread ends, an iterator producer that has a ``close`` method (a generator) is
-    closed there, so its ``finally`` blocks run.
+    the thread ends, a producer that has a ``close`` method (a generator) is closed there,
+    so its ``finally`` blocks run.
 
     Use as a context manager, or call :meth:`close` when done::
 
@@ -227,17 +227,13 @@ class Prefetcher(Generic[T]):
 
     _END = object()  # marks that no more results will come
 
-    def __init__(self, produce: Callable[[], T] | Iterator[T], depth: int = 2):
+    def __init__(self, produce: Iterable[T], depth: int = 2):
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth!r}")
-        self._source: Iterator | None = None
-        if callable(produce) and not isinstance(produce, Iterator):
-            self._next = produce
-        elif isinstance(produce, Iterable):
-            self._source = iter(produce)
-            self._next = self._source.__next__
-        else:
-            raise TypeError(f"produce must be a callable or an iterator, got {type(produce).__name__}")
+        if not isinstance(produce, Iterable):
+            raise TypeError(f"produce must be an iterator or iterable, got {type(produce).__name__}")
+        self._source: Iterator = iter(produce)
+        self._next = self._source.__next__
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._finished = False  # consumer side: the end marker has been received

@@ -1,6 +1,7 @@
 """Tests for digitpad.core.augment: distortions against SciPy references, and the prefetcher."""
 
 import dataclasses
+import itertools
 import os
 import queue
 import threading
@@ -509,7 +510,7 @@ def test_prefetcher_calls_a_callable_repeatedly_in_its_own_thread():
         calls.append(threading.get_ident())
         return len(calls) - 1
 
-    with Prefetcher(produce, depth=2) as p:
+    with Prefetcher((produce() for _ in itertools.count()), depth=2) as p:
         assert [p.get(timeout=5) for _ in range(10)] == list(range(10))
     assert threading.get_ident() not in calls
 
@@ -524,7 +525,7 @@ def test_prefetcher_produces_ahead_up_to_depth():
         produced.release()
         return count
 
-    p = Prefetcher(produce, depth=3)
+    p = Prefetcher((produce() for _ in itertools.count()), depth=3)
     try:
         for _ in range(4):  # three queued plus one blocked on put, without any get()
             assert produced.acquire(timeout=5)
@@ -555,7 +556,7 @@ def test_prefetcher_exception_from_callable_and_in_for_loop():
     def produce():
         raise KeyError("missing")
 
-    with Prefetcher(produce) as p, pytest.raises(KeyError, match="missing"):
+    with Prefetcher((produce() for _ in itertools.count())) as p, pytest.raises(KeyError, match="missing"):
         for _ in p:
             pass
 
@@ -571,7 +572,7 @@ def test_prefetcher_close_does_not_hang_with_full_queue():
             full.set()
         return np.zeros(1000)
 
-    p = Prefetcher(produce, depth=2)
+    p = Prefetcher((produce() for _ in itertools.count()), depth=2)
     assert full.wait(timeout=5)
     start = time.perf_counter()
     assert p.close(timeout=2) is True
@@ -591,7 +592,7 @@ def test_prefetcher_close_wakes_a_waiting_consumer_and_returns_promptly():
         release.wait()  # a slow producer, stuck in its call
         return 1
 
-    p = Prefetcher(produce)
+    p = Prefetcher((produce() for _ in itertools.count()))
     outcome = queue.Queue()
 
     def consume():
@@ -637,7 +638,7 @@ def test_prefetcher_get_timeout():
     def produce():
         never.wait()
 
-    p = Prefetcher(produce)
+    p = Prefetcher((produce() for _ in itertools.count()))
     with pytest.raises(queue.Empty):
         p.get(timeout=0.05)
     p.close(timeout=0.1)
