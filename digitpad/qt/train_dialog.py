@@ -12,7 +12,6 @@ worker thread) or Choose folder… for a folder that already has the four files.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from PySide6.QtWidgets import (
 from digitpad.core import data as data_mod
 from digitpad.core.functional import HIDDEN_ACTIVATIONS
 from digitpad.core.optim import OPTIMIZERS, SCHEDULES
-from digitpad.core.train import PRESET_NOTES, PRESETS, TrainConfig
+from digitpad.core.train import PRESET_NOTES, PRESETS, TrainConfig, parse_hidden, run_size
 
 LAST_CONFIG_KEY = "retrain/last_config"
 N_TRAIN_TOTAL = 60000
@@ -64,19 +63,6 @@ SCHEDULE_NOTES = {
     "cosine": "cosine decay to 0",
     "onecycle": "one-cycle (warm up, then decay)",
 }
-
-
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """``"256, 128"`` (or spaces, ``x``) -> (256, 128); ValueError with the reason otherwise."""
-    parts = [p for p in re.split(r"[,\sx×]+", text.strip()) if p]
-    if not parts:
-        raise ValueError("give at least one layer size, e.g. 256, 128")
-    sizes = []
-    for p in parts:
-        if not p.isdigit():
-            raise ValueError(f"{p!r} is not a whole number; write sizes like 256, 128")
-        sizes.append(int(p))
-    return tuple(sizes)
 
 
 def parse_float(text: str) -> float:
@@ -262,12 +248,10 @@ class TrainDialog(QDialog):
         except ValueError:
             self.summary.setText("")
             return
-        n = N_TRAIN_TOTAL - cfg.val_size
-        if cfg.limit is not None:
-            n = min(n, cfg.limit)
-        steps = -(-n // cfg.batch_size) * cfg.epochs
+        size = run_size(cfg, N_TRAIN_TOTAL)
         layers = "-".join(str(s) for s in cfg.model_config().layer_sizes)
-        self.summary.setText(f"{layers} {cfg.activation} · {n:,} training digits · {steps:,} steps")
+        self.summary.setText(f"{layers} {cfg.activation} · {size.n_train:,} training digits · "
+                             f"{size.total_steps:,} steps")
 
     def _read(self) -> TrainConfig:
         """The config the fields describe; ValueError "Label: why" naming the first bad field."""
