@@ -61,12 +61,13 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     text = text.strip()
     if text.lower() == "none":
         return ()
-    parts = [p for p in re.split(r"[,\sx×]+", text) if p]
-    if not parts:
+    if not text:
         raise ValueError("give layer sizes like 256, 128 (or none for no hidden layer)")
+    parts = re.split(r"\s*[,x×]\s*|\s+", text)
     for p in parts:
-        if not p.isdigit():
-            raise ValueError(f"{p!r} is not a whole number; write sizes like 256, 128")
+        if not (p.isascii() and p.isdigit()):
+            what = f"{p!r} is not a whole number" if p else "a size is missing"
+            raise ValueError(f"{what} in {text!r}; write sizes like 256, 128")
     return tuple(int(p) for p in parts)
 
 
