@@ -103,3 +103,37 @@ def test_softmax_of_overflowed_scores_is_finite_and_ranks_them():
         assert p[0].argmax() == 1 and p[1].argmax() == 1 and p[1, 0] == p[1, 2] == 0
         np.testing.assert_allclose(p[2], 0.25)
         np.testing.assert_allclose(p[3], [0.5, 0, 0.5, 0])
+
+
+def test_cross_entropy_sum_and_temperature():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(7, 10)) * 3
+    labels = rng.integers(0, 10, size=7)
+    mean = cross_entropy(logits, labels)
+    assert cross_entropy(logits, labels, reduction="sum") == pytest.approx(7 * mean, rel=1e-12)
+    by_hand = -np.mean(np.log(softmax(logits / 2.5))[np.arange(7), labels])
+    assert cross_entropy(logits, labels, temperature=2.5) == pytest.approx(by_hand, rel=1e-9)
+    with pytest.raises(ValueError, match="reduction"):
+        cross_entropy(logits, labels, reduction="none")
+
+
+def test_cross_entropy_grad_in_place_is_the_same_as_a_new_array():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(6, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, size=6)
+    expected = cross_entropy_grad(logits, labels)
+    z = logits.copy()
+    assert cross_entropy_grad(z, labels, out=z) is z
+    np.testing.assert_allclose(z, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_cross_entropy_of_scores_that_are_not_finite_is_nan():
+    labels = np.array([0, 1])
+    for bad in (np.inf, -np.inf, np.nan):
+        logits = np.array([[1.0, 2.0], [bad, 0.5]], np.float32)
+        assert np.isnan(cross_entropy(logits, labels))  # training reads it as divergence
+
+
+def test_cross_entropy_at_a_small_temperature_stays_finite():
+    logits = np.array([[30.0, 0.0, -30.0]], np.float32)
+    assert cross_entropy(logits, [1], temperature=0.05) == pytest.approx(600.0, rel=1e-5)

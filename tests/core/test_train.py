@@ -17,6 +17,8 @@ from digitpad.core.train import (
     Trainer,
     evaluate,
     live_config,
+    parse_hidden,
+    run_size,
     split_indices,
     train,
 )
@@ -234,3 +236,104 @@ def test_live_config_gives_short_runs_enough_statistics_points():
     tiny = replace(quick, limit=1000, epochs=1)
     assert live_config(tiny, 60000).stats_every == 5
     assert live_config(replace(quick, stats_every=0), 60000).stats_every == 0
+
+
+def test_a_stop_within_an_epoch_that_keeps_the_current_weights_names_no_epoch():
+    data = tiny_mnist()
+    t = Trainer(replace(SMALL, epochs=5), data)
+    for r in t:
+        if isinstance(r, StepRecord) and r.step == 50:  # ten steps into the third epoch
+            t.stop()
+    result = t.result
+    assert result.stopped and result.epochs_done == 2 and result.steps == 50
+    # the weights of step 50 beat the end of epoch 2 here (the loss is still falling)
+    for kept, current in zip(result.model.weights, t.model.weights):
+        np.testing.assert_array_equal(kept, current)
+    assert result.best_epoch == 0 and result.best_step == 50
+
+
+def test_a_stop_that_keeps_an_epochs_weights_names_that_epoch():
+    result = train(SMALL, tiny_mnist())
+    assert result.best_epoch >= 1 and result.best_step == result.best_epoch * 20
+
+
+def test_a_blow_up_within_a_few_steps_is_caught_when_the_epoch_ends():
+    # two steps: too few for the smoothed loss, and the weights stay finite (huge)
+    cfg = replace(SMALL, optimizer="sgd", lr=1e5, epochs=1, batch_size=512)
+    t = Trainer(cfg, tiny_mnist())
+    records = list(t)
+    assert t.result.steps == 2
+    assert t.result.diverged and "exploded" in t.result.message and "100000" in t.result.message
+    assert records[-1].message == t.result.message
+    assert t.result.epochs_done == 0 and not t.result.history
+    loss, _ = evaluate(t.result.model, t.val_images, t.val_labels)
+    assert loss < 1.5 * np.log(10)  # the last good weights, not the exploded ones
+
+
+def test_without_validation_digits_a_blow_up_is_caught_on_training_digits():
+    cfg = replace(SMALL, optimizer="sgd", lr=1e5, epochs=1, batch_size=512, val_size=0, limit=1000)
+    t = Trainer(cfg, tiny_mnist())
+    list(t)
+    assert t.result.diverged and "training loss exploded" in t.result.message
+
+
+def test_config_refuses_a_negative_seed_naming_it():
+    with pytest.raises(ValueError, match="^seed"):
+        replace(SMALL, seed=-1)
+    assert replace(SMALL, seed=2**40).seed == 2**40
+
+
+@pytest.mark.parametrize("hidden", [(8192, 8192), (16384,) * 8])
+def test_config_refuses_a_network_over_the_model_file_parameter_cap(hidden):
+    from digitpad.core import model_io
+
+    with pytest.raises(ValueError, match=r"^hidden: .*more than a digitpad model may have \(67,108,864\)"):
+        replace(SMALL, hidden=hidden)
+    assert model_io.MAX_PARAMS == 64 * 1024 * 1024  # one cap, for training and for loading
+    n = MLPConfig(hidden=(8192, 7000)).n_params
+    assert n <= model_io.MAX_PARAMS and replace(SMALL, hidden=(8192, 7000)).hidden == (8192, 7000)
+
+
+def test_warm_start_continues_from_the_given_weights_and_leaves_them_alone():
+    data = tiny_mnist()
+    trained = train(SMALL, data).model
+    before = [w.copy() for w in trained.weights]
+    cfg = replace(SMALL, epochs=1, seed=5)
+    warm = Trainer(cfg, data, initial=trained)
+    cold = Trainer(cfg, data)
+    warm_first = next(r for r in warm if isinstance(r, StepRecord))
+    cold_first = next(r for r in cold if isinstance(r, StepRecord))
+    assert warm_first.loss < 0.5 * cold_first.loss  # it starts where the trained model is
+    list(warm)
+    for w, b in zip(trained.weights, before):
+        np.testing.assert_array_equal(w, b)  # the given model is not trained in place
+    assert not np.array_equal(warm.result.model.weights[0], before[0])
+    with pytest.raises(ValueError, match="^hidden: the starting network is 784-32-16-10 relu"):
+        Trainer(replace(SMALL, hidden=(8,)), data, initial=trained)
+
+
+def test_run_size_is_the_trainers_step_count():
+    data = tiny_mnist()
+    for cfg in (SMALL, replace(SMALL, limit=333, batch_size=64), replace(SMALL, val_size=0, epochs=3)):
+        t = Trainer(cfg, data)
+        size = run_size(cfg, len(data.train_labels))
+        assert (size.n_train, size.n_val) == (len(t.train_labels), len(t.val_labels))
+        assert (size.steps_per_epoch, size.total_steps) == (t.steps_per_epoch, t.total_steps)
+        assert size.total_steps == len([r for r in t if isinstance(r, StepRecord)])
+
+
+def test_a_training_set_all_held_out_for_validation_is_refused_naming_val_size():
+    with pytest.raises(ValueError, match="^val_size: holding out 5000 digits .* none of the 1200"):
+        Trainer(replace(SMALL, val_size=5000), tiny_mnist())
+
+
+@pytest.mark.parametrize("text, sizes", [("256,128", (256, 128)), (" 256, 128 ", (256, 128)), ("4 x 4", (4, 4)),
+                                         ("8×8", (8, 8)), ("512", (512,)), ("none", ()), ("None", ())])
+def test_parse_hidden_reads_the_usual_ways_of_writing_sizes(text, sizes):
+    assert parse_hidden(text) == sizes
+
+
+@pytest.mark.parametrize("text", ["", "12,x", "1.5", "256,", "-3", "a", "１２"])
+def test_parse_hidden_refuses_what_is_not_sizes(text):
+    with pytest.raises(ValueError, match="256, 128"):
+        parse_hidden(text)
