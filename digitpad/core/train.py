@@ -407,7 +407,7 @@ class Trainer:
                             break
                         yield self._step(x, y, epoch, k, tally)
                 if not self.model.is_finite():
-                    raise Diverged(self._diverged_message("weights", self._steps, self._lr))
+                    raise Diverged(self._diverged_message("weights", self._steps))
                 if self._stop and tally.seen < n_train:
                     break  # stopped within the epoch: no validation of a partial epoch
                 yield self._end_epoch(epoch, tally)
@@ -456,7 +456,7 @@ class Trainer:
                 logits = model.forward_train(x, ws, cfg.dropout, self._rng_dropout)  # (n, 10)
                 loss = cross_entropy(logits, y)
                 batch_correct = int((logits.argmax(1) == y).sum())
-                self._check_loss(loss, lr)
+                self._check_loss(loss)
                 model.backward(x, y, ws, cfg.dropout)
                 # gradient statistics before the update: weight decay is added to the gradients in place
                 grad_layers = gradient_stats(ws.grad_w, ws.grad_b) if want_stats else None
@@ -470,7 +470,7 @@ class Trainer:
             layers = None
             if want_stats:
                 if not model.is_finite():
-                    raise Diverged(self._diverged_message("weights", self._steps, lr))
+                    raise Diverged(self._diverged_message("weights", self._steps))
                 layers = layer_stats(model, self.probe, grad_layers, self._updates)
         snap = None
         if cfg.snapshot_every and self._steps % cfg.snapshot_every == 0:
@@ -483,11 +483,11 @@ class Trainer:
             elapsed=elapsed, layers=layers, weights=snap, blas_threads=self._threads.current,
         )
 
-    def _check_loss(self, loss: float, lr: float) -> None:
+    def _check_loss(self, loss: float) -> None:
         """Raise ``Diverged`` for a non-finite loss, or a smoothed loss far above guessing."""
         step = self._steps + 1
         if not math.isfinite(loss):
-            raise Diverged(self._diverged_message("loss", step, lr))
+            raise Diverged(self._diverged_message("loss", step))
         # Adam's steps are bounded by lr, so a huge lr gives huge but finite weights
         # whose loss sits far above guessing; that is divergence too
         self._loss_ema = loss if self._steps == 0 else 0.9 * self._loss_ema + 0.1 * loss
@@ -574,18 +574,15 @@ class Trainer:
             self._take_result(best_epoch=0, val_accuracy=float("nan"), step=step)
 
     def _exploded_message(self, what: str) -> str:
-        lr0 = self.config.lr
-        return (
-            f"{what} (guessing scores {CHANCE_LOSS:.2f}); the learning rate {lr0:g} is probably too high "
-            f"(try {lr0 / 10:g}). The last good weights were restored."
-        )
+        return self._advice(f"{what} (guessing scores {CHANCE_LOSS:.2f})")
 
-    def _diverged_message(self, what: str, step: int, lr: float) -> str:
+    def _diverged_message(self, what: str, step: int) -> str:
+        return self._advice(f"{what} became NaN or infinite at step {step}")
+
+    def _advice(self, what: str) -> str:
         lr0 = self.config.lr
-        return (
-            f"{what} became NaN or infinite at step {step}; the learning rate {lr0:g} is probably "
-            f"too high (try {lr0 / 10:g}). The last good weights were restored."
-        )
+        return (f"{what}; the learning rate {lr0:g} is probably too high (try {lr0 / 10:g}). "
+                "The last good weights were restored.")
 
 
 def train(config: TrainConfig, mnist, initial: MLP | None = None) -> TrainResult:
