@@ -278,7 +278,9 @@ def _train_output(args) -> "Path":
         path = path.with_name(path.name + ".npz")
     if path.is_dir():
         raise _Refused(f"--out: {path} is a folder; give a file name, e.g. {path / 'model.npz'}")
-    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if existing is None:
+        raise _Refused(f"--out: no folder of {path} exists")
     if not existing.is_dir():
         raise _Refused(f"--out: {existing} is a file, so {path} cannot be created under it")
     try:
