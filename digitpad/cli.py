@@ -262,6 +262,7 @@ class _Refused(Exception):
 
 def _train_output(args) -> "Path":
     """Where ``train`` will save, checked before it trains: a file name in a folder it can write."""
+    import tempfile
     import time
 
     from digitpad.core.model_io import user_models_dir
@@ -284,9 +285,6 @@ def _train_output(args) -> "Path":
     if not existing.is_dir():
         raise _Refused(f"--out: {existing} is a file, so {path} cannot be created under it")
     try:
-        import os
-        import tempfile
-
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=existing)
         os.close(fd)
         os.unlink(probe)
@@ -352,10 +350,10 @@ class _CtrlCWaits:
         self.caught = False
         self._previous = None
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._previous = signal.signal(signal.SIGINT, self._record)
         return self
 
-    def _note(self, signum, frame):
+    def _record(self, signum, frame):
         self.caught = True
 
     def __exit__(self, *exc_info):
