@@ -510,6 +510,9 @@ def _normalise_stroke(soft: np.ndarray, solid: np.ndarray, width: float, thin_wi
 # ---------------------------------------------------------------- step 6 + 7: fit and centre
 
 
+FAINT_PEAK = 0.5  # a result whose brightest pixel is below this is brought up to full white
+
+
 def _fit_and_centre(soft: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
     """Steps 6 and 7: the longest side to BOX_SIZE px with area averaging, centred by mass.
 
@@ -536,6 +539,12 @@ def _fit_and_centre(soft: np.ndarray) -> tuple[np.ndarray, float, tuple[float, f
     rows = _area_matrix(h, OUT_SIZE, scale, offsets[0])                      # (28, h)
     cols = _area_matrix(w, OUT_SIZE, scale, offsets[1])                      # (28, w)
     out = rows @ soft.astype(np.float32, copy=False) @ cols.T                # (28, 28)
+    peak = float(out.max())
+    if 0.0 < peak < FAINT_PEAK:
+        # ink made only of specks far apart (two single pixels at opposite ends of a tall
+        # picture) averages down to a shadow: bring its brightest pixel to full white, as
+        # every MNIST digit has. Drawn digits peak near 1 and are left as they are.
+        out *= np.float32(1.0 / peak)
     return np.clip(out, 0.0, 1.0), scale, (shift[0], shift[1])
 
 

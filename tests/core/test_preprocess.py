@@ -607,3 +607,13 @@ def test_mnist_digits_as_drawings_come_back(mnist):
         res = preprocess(255 - np.round(page * 255).astype(np.uint8))
         assert res.inverted and not res.blank
         assert corr(res.image, preprocess(d).image) > 0.85
+
+
+def test_two_specks_far_apart_still_give_visible_ink():
+    """Found by the property test: two single pixels 50 rows apart in a 195x3 picture gave a result
+    that was not blank but whose brightest pixel was 0.4996."""
+    arr = np.zeros((195, 3), np.float32)
+    arr[144, 0], arr[194, 2] = 1.65e15, 1.04e15
+    res = preprocess(arr)
+    check_output(res)
+    assert not res.blank and res.image.max() == pytest.approx(1.0)
