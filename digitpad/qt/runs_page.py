@@ -15,8 +15,6 @@ ticked run's curves are read once and kept until its files change.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
@@ -38,7 +36,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from digitpad.core.runs import Curves, find_run, list_runs, load_curves, rename_run, delete_run, smooth
+from digitpad.core.runs import Curves, delete_run, list_runs, load_curves, rename_run, smooth
+from digitpad.core.train import TrainConfig, run_size
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme, style_plot
 
 MAX_COMPARED = 6
@@ -483,6 +482,7 @@ def _steps_per_epoch(info: dict, curves: Curves) -> float:
     steps, epochs = info.get("steps") or 0, info.get("epochs_done") or 0
     if steps and epochs:
         return steps / epochs
-    c = info.get("config") or {}
-    n = min(60000 - int(c.get("val_size", 5000)), int(c.get("limit") or 10**9))
-    return max(1.0, math.ceil(n / max(int(c.get("batch_size", 128)), 1)))
+    try:
+        return float(run_size(TrainConfig.from_dict(info.get("config") or {})).steps_per_epoch)
+    except (TypeError, ValueError):  # settings of another digitpad version
+        return 1.0

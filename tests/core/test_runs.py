@@ -20,16 +20,7 @@ from digitpad.core.runs import (
     rename_run,
 )
 from digitpad.core.train import EpochRecord, StepRecord, TrainConfig, Trainer
-
-
-def tiny_mnist(n=1200, seed=0):
-    """Random digits whose class is written into a block of pixels: learnable in a few steps."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n)
-    images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
-    for k in range(10):
-        images[labels == k, 2 * k:2 * k + 3, 4:24] = 255
-    return SimpleNamespace(train_images=images, train_labels=labels)
+from tests.core.test_train import tiny_mnist
 
 
 CONFIG = TrainConfig(hidden=(16, 8), epochs=2, batch_size=50, val_size=200, stats_every=3, snapshot_every=0)
