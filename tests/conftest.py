@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -24,3 +25,21 @@ def mnist(mnist_dir):
     from digitpad.core.data import load_mnist
 
     return load_mnist(mnist_dir)
+
+
+def near_ties(logits: np.ndarray, margin: float = 1e-3) -> np.ndarray:
+    """(N,) True where the two best scores of a row are within ``margin`` of each other.
+
+    Logits computed in batches of another size (or with another BLAS thread count) differ
+    in the last bits, so such a digit may be read either way; every other answer is the same.
+    """
+    top = np.sort(np.asarray(logits, np.float64), axis=1)[:, -2:]  # (N, 2)
+    return top[:, 1] - top[:, 0] < margin
+
+
+def assert_same_answers(answers, logits, margin: float = 1e-3) -> None:
+    """``answers`` are ``logits.argmax(1)`` except, at most, on near ties (see :func:`near_ties`)."""
+    answers, logits = np.asarray(answers), np.asarray(logits)
+    differ = answers != logits.argmax(1)
+    tied = near_ties(logits, margin)
+    assert not np.any(differ & ~tied), f"answers differ on digits {np.flatnonzero(differ & ~tied)[:10]}"
