@@ -170,15 +170,34 @@ def test_read_error_is_a_value_error():
     assert issubclass(ImageReadError, ValueError)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+_READ_AS_NOBODY = """
+import os, sys
+from digitpad.imageio import ImageReadError, load_image
+from PySide6.QtGui import QImageReader  # imported before dropping privileges, like everything it needs
+if os.geteuid() == 0:  # root reads any file: read as 'nobody', for whom the permissions hold
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+try:
+    load_image(sys.argv[1])
+except ImageReadError as e:
+    print(e)
+else:
+    print("read")
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file permissions")
 def test_unreadable_file(tmp_path):
-    path = save_png(tmp_path / "locked.png", digit_picture())
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    folder.chmod(0o755)  # entered by its relative name below, so the parents' modes do not matter
+    path = save_png(folder / "locked.png", digit_picture())
     path.chmod(0)
-    try:
-        with pytest.raises(ImageReadError, match="cannot be read"):
-            load_image(path)
-    finally:
-        path.chmod(0o644)
+    proc = subprocess.run([sys.executable, "-c", _READ_AS_NOBODY, "locked.png"], cwd=folder,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "locked.png" in proc.stdout and "cannot be read" in proc.stdout
 
 
 # ---------------------------------------------------------------- writing
