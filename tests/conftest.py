@@ -1,4 +1,10 @@
-"""Shared fixtures: the real MNIST when DIGITPAD_DATA_DIR points at it, else a skip with the reason."""
+"""Shared fixtures: the real MNIST when DIGITPAD_DATA_DIR points at it, else a skip with the reason.
+
+A test needs MNIST when it is marked ``mnist`` or uses the ``mnist`` / ``mnist_dir``
+fixtures (those are marked here). Such a test is skipped, with the reason in the summary,
+when DIGITPAD_DATA_DIR is not set; when it is set, the data was meant to be found, so a
+skip of such a test is reported as a failure instead (CI sets it: nothing is lost quietly).
+"""
 
 import os
 from pathlib import Path
@@ -7,6 +13,26 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+MNIST_FIXTURES = {"mnist", "mnist_dir"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if MNIST_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mnist)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    value = os.environ.get("DIGITPAD_DATA_DIR")
+    if value and report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("mnist"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"needs MNIST but was skipped although DIGITPAD_DATA_DIR={value} is set: {reason}"
 
 
 @pytest.fixture(scope="session")
