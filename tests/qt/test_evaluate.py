@@ -65,7 +65,8 @@ def test_clicking_a_gallery_digit_loads_it_into_the_panes(evaluated, mnist, qtbo
     np.testing.assert_allclose(w.network_input.image.image, expected, atol=1e-6)
     probs = w.current_model.predict_proba(expected.reshape(1, -1))[0]
     np.testing.assert_allclose(w.probabilities.probabilities, probs, rtol=1e-5, atol=1e-7)
-    assert reading.digit == ev.predictions[index] != mnist.test_labels[index]
+    assert ev.predictions[index] != mnist.test_labels[index]
+    assert_same_answers([reading.digit], ev.logits[index][None])  # read alone, not in a batch
     assert f"#{index}" in reading.label and f"label {mnist.test_labels[index]}" in reading.label
     trace = w.current_model.trace(expected)
     np.testing.assert_allclose(reading.activations[0], trace.activations[0][0], rtol=1e-5, atol=1e-6)
