@@ -6,7 +6,9 @@ when DIGITPAD_DATA_DIR is not set; when it is set, the data was meant to be foun
 skip of such a test is reported as a failure instead (CI sets it: nothing is lost quietly).
 """
 
+import gzip
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +71,19 @@ def assert_same_answers(answers, logits, margin: float = 1e-3) -> None:
     differ = answers != logits.argmax(1)
     tied = near_ties(logits, margin)
     assert not np.any(differ & ~tied), f"answers differ on digits {np.flatnonzero(differ & ~tied)[:10]}"
+
+
+def mnist_mirror(source: Path, folder: Path) -> Path:
+    """``folder`` made to serve the four MNIST files as a mirror does (``<name>.gz``), copied
+    from ``source``, which holds them plain or gzip-compressed."""
+    from digitpad.core.data import FILES
+
+    folder.mkdir(parents=True)
+    for name in FILES:
+        packed = Path(source) / f"{name}.gz"
+        if packed.is_file():
+            shutil.copyfile(packed, folder / packed.name)
+        else:
+            with open(Path(source) / name, "rb") as src, gzip.open(folder / packed.name, "wb", compresslevel=1) as dst:
+                shutil.copyfileobj(src, dst)
+    return folder

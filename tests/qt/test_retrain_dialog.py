@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import http.server
 import os
-import shutil
 import struct
 import threading
 import time
@@ -22,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QPushButton
 from digitpad.core import data as data_mod
 from digitpad.core.train import PRESETS, TrainConfig
 from digitpad.qt.train_dialog import DataDialog, TrainDialog, load_last_config, missing_files, parse_hidden
+from tests.conftest import mnist_mirror
 
 @pytest.fixture
 def settings(tmp_path):
@@ -243,22 +243,9 @@ def server():
         s.server_close()
 
 
-def served_mnist(mnist_dir: Path, folder: Path) -> Path:
-    """``folder`` with the four MNIST files as a mirror serves them: ``<name>.gz``."""
-    folder.mkdir()
-    for name in data_mod.FILES:
-        packed, plain = mnist_dir / f"{name}.gz", mnist_dir / name
-        if packed.is_file():
-            shutil.copyfile(packed, folder / packed.name)
-        else:
-            with open(plain, "rb") as src, gzip.open(folder / packed.name, "wb", compresslevel=1) as dst:
-                shutil.copyfileobj(src, dst)
-    return folder
-
-
 @pytest.mark.mnist
 def test_download_shows_progress_and_fills_the_folder(qtbot, tmp_path, server, mnist_dir):
-    url = server(served_mnist(mnist_dir, tmp_path / "mirror"))
+    url = server(mnist_mirror(mnist_dir, tmp_path / "mirror"))
     dest = tmp_path / "mnist"
     d = DataDialog(None, dest=dest, mirrors=(url,))
     qtbot.addWidget(d)
