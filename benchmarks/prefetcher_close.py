@@ -95,7 +95,7 @@ def main() -> None:
     print(f"Prefetcher.close, {args.repeats} repeats each (target: under {TARGET_S:g} s)")
     print(f"{'case':<40} {'median':>10} {'worst':>10}")
     for name, times in rows:
-        print(f"{name:<40} {statistics.median(times) * 1000:>8.1f}ms {max(times) * 1000:>8.1f}ms")
+        print(f"{name:<40} {statistics.median(times) * 1000:>7.2f} ms {max(times) * 1000:>7.2f} ms")
 
 
 if __name__ == "__main__":
