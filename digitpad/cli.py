@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import numbers
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -100,32 +102,42 @@ def _number(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _strict(value):
+    """``value`` as plain JSON types, with every NaN or infinite number (NumPy's too) as None."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return _number(float(value))
+
+
+def _json(summary) -> str:
+    """One line of strict JSON: ``null`` where a number is NaN or infinite, never ``NaN``."""
+    return json.dumps(_strict(summary), allow_nan=False)
+
+
 def _fail(message: str, code: int = 2) -> int:
     print(f"digitpad: {message}", file=sys.stderr)
     return code
 
 
+def _note(message: str) -> None:
+    print(f"digitpad: note: {message}", file=sys.stderr)
+
+
 def _load(path):
-    from digitpad.core.mlp import N_CLASSES, N_PIXELS
-    from digitpad.core.model_io import ModelFileError, load_model, shipped_model_path
+    """The model to read with (``model_io.open_model``), its notes said on stderr."""
+    from digitpad.core.model_io import open_model
 
-    path = path if path else shipped_model_path()
-    model, meta = load_model(path)
-    if (model.config.n_in, model.config.n_out) != (N_PIXELS, N_CLASSES):
-        raise ModelFileError(f"{path}: a {model.describe()} network cannot read 28x28 digits "
-                             f"(it needs {N_PIXELS} inputs and {N_CLASSES} outputs)")
+    notes = []
+    model, meta = open_model(path or None, notes)
+    for note in notes:
+        _note(note)
     return model, meta
-
-
-def _model_temperature(meta: dict) -> float:
-    """The calibration temperature in a model's metadata, or 1 when it is missing or unusable."""
-    import math
-
-    try:
-        temperature = float(meta.get("temperature", 1.0))
-    except (TypeError, ValueError):
-        return 1.0
-    return temperature if math.isfinite(temperature) and temperature > 0 else 1.0
 
 
 def cmd_gui(args) -> int:
@@ -134,17 +146,78 @@ def cmd_gui(args) -> int:
     return run(model_path=getattr(args, "model", None))
 
 
+class _TqdmProgress:
+    """A ``progress`` callable for :func:`digitpad.core.download.download_mnist` drawing one tqdm bar per file."""
+
+    def __init__(self, **tqdm_kwargs):
+        self._kwargs = tqdm_kwargs
+        self._bar = None
+        self._name = None
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        if name != self._name or self._bar is None:
+            self.close()
+            self._name = name
+            options = dict(unit="B", unit_scale=True, unit_divisor=1024, desc=f"{name}.gz")
+            options.update(self._kwargs)
+            self._bar = tqdm(total=total, **options)
+        elif done < self._bar.n:  # retried on the next mirror
+            self._bar.reset(total=total)
+        self._bar.update(done - self._bar.n)
+        if total is not None and done >= total:
+            self.close()
+
+    def close(self) -> None:
+        """Close the current bar, if any."""
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = None
+
+
+def tqdm_progress(**tqdm_kwargs) -> _TqdmProgress:
+    """A progress callable for :func:`digitpad.core.download.download_mnist` that draws tqdm bars.
+
+    Parameters
+    ----------
+    **tqdm_kwargs
+        Passed to each ``tqdm`` bar (for instance ``file=sys.stderr`` or ``disable=True``).
+
+    Returns
+    -------
+    callable
+        ``progress(name, done, total)``, with a ``close()`` method to call when the
+        download ends early (a bar closes by itself when its file is complete).
+    """
+    return _TqdmProgress(**tqdm_kwargs)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: unwound like Ctrl-C, so temporary files are removed on the way out."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
 def cmd_download(args) -> int:
-    from digitpad.core.data import DownloadError, download_mnist, tqdm_progress
+    import signal
+
+    from digitpad.core.download import DownloadError, download_mnist
 
     progress = tqdm_progress()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         dest = download_mnist(args.data_dir, progress=progress)
     except DownloadError as e:
         return _fail(str(e), 1)
     except KeyboardInterrupt:
         return _fail("download interrupted; nothing half-written was kept", 130)
+    except _Terminated:
+        return _fail("download stopped; nothing half-written was kept", 143)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
     print(f"MNIST is ready in {dest}")
     return 0
@@ -242,7 +315,7 @@ def cmd_train(args) -> int:
         "config": config.to_dict(),
     }
     if args.json:
-        print(json.dumps(summary))
+        print(_json(summary))
     else:
         print(f"test accuracy {test_acc:.2%} after {result.epochs_done} epochs "
               f"({result.seconds:.1f} s of training); saved {path}")
@@ -268,26 +341,25 @@ def _write_mistakes(folder: Path, images, evaluation) -> int:
 
 
 def cmd_eval(args) -> int:
-    import math
-
     from digitpad.core.data import DataError, load_mnist
     from digitpad.core.evaluate import evaluate_logits, evaluate_model, fit_temperature, validation_split
-    from digitpad.core.model_io import ModelFileError
+    from digitpad.core.model_io import ModelFileError, model_temperature, parse_temperature
 
     try:
         model, meta = _load(args.model)
     except ModelFileError as e:
         return _fail(str(e), 1)
-    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature > 0):
-        return _fail(f"--temperature: must be a positive number, got {args.temperature}")
+    temperature = model_temperature(meta)
+    if args.temperature is not None:
+        temperature, note = parse_temperature(args.temperature)
+        if temperature is None:
+            return _fail(f"--temperature: must be a positive number, got {args.temperature}")
+        if note:
+            _note(f"--{note}")
     try:
         mnist = load_mnist(args.data_dir)
     except DataError as e:
         return _fail(str(e), 1)
-    if args.temperature is not None:
-        temperature = float(args.temperature)
-    else:
-        temperature = _model_temperature(meta)
     ev = evaluate_model(model, mnist.test_images, mnist.test_labels, temperature=temperature)
     out = ev.to_dict()
     if temperature != 1.0:
@@ -295,7 +367,7 @@ def cmd_eval(args) -> int:
     if args.fit_temperature:
         try:
             val_images, val_labels = validation_split(mnist, meta.get("train_config"))
-        except ValueError as e:
+        except ValueError as e:  # includes a train_config that does not describe a run
             return _fail(f"cannot fit a temperature: {e}", 1)
         fitted = fit_temperature(model, val_labels, images=val_images)
         out["fitted_temperature"] = fitted
@@ -307,7 +379,7 @@ def cmd_eval(args) -> int:
             return _fail(f"--mistakes: cannot write into {args.mistakes}: {e}", 1)
         out["mistakes_dir"] = str(Path(args.mistakes))
     if args.json:
-        print(json.dumps(out))
+        print(_json(out))
         return 0
     name = args.model or "shipped model"
     lo, hi = ev.accuracy_ci95
@@ -326,40 +398,40 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from digitpad.core.model_io import ModelFileError
-    from digitpad.core.preprocess import preprocess
+    from digitpad.core.files import display
+    from digitpad.core.model_io import ModelFileError, model_temperature
+    from digitpad.core.reading import read_image
     from digitpad.imageio import load_image
 
     try:
         model, meta = _load(args.model)
     except ModelFileError as e:
         return _fail(str(e), 1)
-    temperature = _model_temperature(meta)
+    temperature = model_temperature(meta)
     failed = 0
     for path in args.images:
+        shown = display(path)  # printable also when the name is not valid UTF-8
         try:
-            pre = preprocess(load_image(path))
+            reading = read_image(model, load_image(path), temperature, label=path)
         except (ValueError, OSError) as e:
             failed += 1
-            msg = str(e) if str(path) in str(e) else f"{path}: {e}"
+            msg = str(e) if shown in str(e) else f"{shown}: {e}"
             if args.json:
-                print(json.dumps({"path": path, "error": msg}), flush=True)
+                print(_json({"path": path, "error": msg}), flush=True)
             else:
                 print(f"digitpad: {msg}", file=sys.stderr)
             continue
-        if pre.blank:
+        if reading.blank:
             out = {"path": path, "digit": None, "confidence": 0.0, "probabilities": [0.0] * 10, "blank": True}
         else:
-            probs = model.predict_proba(pre.image.reshape(1, -1), temperature)[0]
-            digit = int(probs.argmax())
-            out = {"path": path, "digit": digit, "confidence": float(probs[digit]),
-                   "probabilities": [round(float(p), 6) for p in probs]}
+            out = {"path": path, "digit": reading.digit, "confidence": reading.confidence,
+                   "probabilities": [round(float(p), 6) for p in reading.probabilities]}
         if args.json:
-            print(json.dumps(out), flush=True)
+            print(_json(out), flush=True)
         elif out["digit"] is None:
-            print(f"{path}: blank (no ink found)")
+            print(f"{shown}: blank (no ink found)")
         else:
-            print(f"{path}: {out['digit']} ({out['confidence']:.1%})")
+            print(f"{shown}: {out['digit']} ({out['confidence']:.1%})")
     return 1 if failed else 0
 
 
@@ -372,7 +444,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     command = args.command or "gui"
-    return COMMANDS[command](args)
+    try:
+        code = COMMANDS[command](args)
+        sys.stdout.flush()  # here, where a closed pipe can still be answered, not at exit
+    except BrokenPipeError:
+        # whoever read our output stopped early (`digitpad eval --json | head -c 600`): not an
+        # error to report; send what is left to /dev/null so the exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a writer stopped by SIGPIPE
+    return code
 
 
 if __name__ == "__main__":

@@ -1,17 +1,24 @@
 """Reading and writing picture files (PNG, JPEG, BMP, ...) through Qt's QImage.
 
 Owns ``load_image`` (any file Qt can read -> (H, W, 4) uint8 RGBA array) and ``save_png``
-(a grey or RGBA array -> a PNG file, written atomically). PySide6 is imported inside the
+(a grey or RGBA array -> a PNG file, written atomically with ``core.files.atomic_path``).
+Python reads and writes the bytes and Qt only decodes and encodes them in memory, so file
+names need not be valid UTF-8 and a named pipe is refused instead of blocking. PySide6 is imported inside the
 functions, so importing this module costs nothing; QImage needs no QApplication for these
 formats.
 """
 from __future__ import annotations
 
 import os
-import secrets
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
+
+from digitpad.core.files import NotRegularFileError, atomic_path, display, open_regular
+
+MAX_FILE_BYTES = 256 * 1024 * 1024  # far above any photo; QImageReader caps the decoded size itself
 
 
 class ImageReadError(ValueError):
@@ -34,8 +41,9 @@ def load_image(path) -> np.ndarray:
 
     Parameters
     ----------
-    path : str or os.PathLike
-        Any format Qt reads: PNG, JPEG, BMP, GIF (first frame), PPM/PGM, and others.
+    path : str, bytes or os.PathLike
+        Any format Qt reads: PNG, JPEG, BMP, GIF (first frame), PPM/PGM, and others. The
+        name need not be valid UTF-8.
 
     Returns
     -------
@@ -46,34 +54,94 @@ def load_image(path) -> np.ndarray:
     Raises
     ------
     ImageReadError
-        The file is missing, a folder, empty, unreadable, not a picture, or in a format this
-        Qt cannot read; the message names the file.
+        The file is missing, a folder, a named pipe or device, empty, unreadable, too large,
+        not a picture, damaged (a decoder warning such as a truncated JPEG counts), or in a
+        format this Qt cannot read; the message names the file.
     """
-    from PySide6.QtGui import QImage, QImageReader
-
-    p = Path(path)
-    if not p.exists():
-        raise ImageReadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageReadError(f"{p}: is a folder, not a picture file")
-    try:
-        size = p.stat().st_size
-        with open(p, "rb"):
-            pass
-    except OSError as e:
-        raise ImageReadError(f"{p}: cannot be read ({e.strerror or e})") from None
-    if size == 0:
-        raise ImageReadError(f"{p}: the file is empty")
-    reader = QImageReader(str(p))
-    reader.setAutoTransform(True)                 # honour JPEG orientation tags
-    image = reader.read()
+    p = Path(os.fsdecode(path))
+    raw = _read_picture_bytes(p)
+    image, warnings = _decode(raw, p.suffix)
+    name = display(p)
     if image.isNull():
-        detected = bytes(QImageReader.imageFormat(str(p)).data()).decode("ascii", "replace")
-        problem = reader.errorString()
+        detected, problem = warnings
         if not detected:
-            raise ImageReadError(f"{p}: not a picture Qt can read (format not recognised; "
+            raise ImageReadError(f"{name}: not a picture Qt can read (format not recognised; "
                                  f"readable formats: {', '.join(_qt_formats('read'))})")
-        raise ImageReadError(f"{p}: cannot decode this {detected.upper()} file ({problem})")
+        raise ImageReadError(f"{name}: cannot decode this {detected.upper()} file ({problem})")
+    if warnings:  # Qt hands back a partly grey picture and only warns: never read that as a digit
+        raise ImageReadError(f"{name}: damaged or truncated picture ({'; '.join(warnings)})")
+    return _rgba_array(image)
+
+
+def _read_picture_bytes(p: Path) -> bytes:
+    """The whole file, read by Python (any file name) from a regular file only (a FIFO never blocks)."""
+    name = display(p)
+    try:
+        with open_regular(p) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageReadError(f"{name}: {size / 1e6:.0f} MB is too large for a picture "
+                                     f"(at most {MAX_FILE_BYTES // 2**20} MB)")
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ImageReadError(f"{name}: no such file") from None
+    except NotRegularFileError as e:
+        kind = "is a folder, not a picture file" if p.is_dir() else e.strerror
+        raise ImageReadError(f"{name}: {kind}") from None
+    except OSError as e:
+        raise ImageReadError(f"{name}: cannot be read ({e.strerror or e})") from None
+    if not raw:
+        raise ImageReadError(f"{name}: the file is empty")
+    return raw
+
+
+_decode_lock = threading.Lock()
+
+
+def _decode(raw: bytes, suffix: str):
+    """Decode ``raw`` with QImageReader; return (image, warnings), or (null image, (format, error)).
+
+    Qt's image plugins report damage they work around (a JPEG cut short is padded with grey)
+    only as warnings in the ``qt.gui.imageio`` category; they are collected while decoding.
+    """
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QtMsgType, qInstallMessageHandler
+    from PySide6.QtGui import QImageReader
+
+    # libpng's notes on a harmless quirk (an odd colour profile) come as info, not warnings
+    serious = (QtMsgType.QtWarningMsg, QtMsgType.QtCriticalMsg)
+    buffer = QBuffer()
+    buffer.setData(QByteArray(raw))
+    buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+    warnings: list[str] = []
+
+    def collect(mode, context, message):
+        if mode in serious and (context.category or "").startswith("qt.gui.imageio"):
+            warnings.append(message)
+        elif previous is not None:
+            previous(mode, context, message)
+        elif mode in serious:  # what Qt's own handler would have shown
+            sys.stderr.write(message + "\n")
+
+    detected = bytes(QImageReader.imageFormat(buffer).data()).decode("ascii", "replace")
+    # the content decides; the name's ending is a hint only for formats without a signature (TGA)
+    hint = b"" if detected else suffix.lstrip(".").lower().encode("ascii", "ignore")
+    buffer.seek(0)
+    reader = QImageReader(buffer, hint)
+    reader.setAutoTransform(True)                 # honour JPEG orientation tags
+    with _decode_lock:
+        previous = qInstallMessageHandler(collect)
+        try:
+            image = reader.read()
+        finally:
+            qInstallMessageHandler(previous)
+    if image.isNull():
+        return image, (detected, reader.errorString())
+    return image, warnings
+
+
+def _rgba_array(image) -> np.ndarray:
+    from PySide6.QtGui import QImage
+
     image = image.convertToFormat(QImage.Format.Format_RGBA8888)
     h, w = image.height(), image.width()
     stride = image.bytesPerLine()
@@ -124,10 +192,11 @@ def save_png(path, array) -> Path:
     ImageWriteError
         The file could not be written (folder missing, no permission, disk full).
     """
+    from PySide6.QtCore import QBuffer, QIODevice
     from PySide6.QtGui import QImage
 
     data = _to_uint8(array)
-    p = Path(path)
+    p = Path(os.fsdecode(path))
     h, w = data.shape[:2]
     channels = 1 if data.ndim == 2 else data.shape[2]
     fmt = {1: QImage.Format.Format_Grayscale8, 3: QImage.Format.Format_RGB888,
@@ -135,20 +204,14 @@ def save_png(path, array) -> Path:
     image = QImage(data.data, w, h, w * channels, fmt)                       # borrows ``data``
     folder = p.parent if str(p.parent) else Path(".")
     if not folder.is_dir():
-        raise ImageWriteError(f"{p}: folder {folder} does not exist")
-    tmp = folder / f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:        # created with the usual permissions (umask applies), unlike mkstemp's 0600
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as e:
-        raise ImageWriteError(f"{p}: cannot write in {folder} ({e.strerror or e})") from None
+        raise ImageWriteError(f"{display(p)}: folder {display(folder)} does not exist")
+    buffer = QBuffer()                       # encoded in memory, then written by Python: any file name
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(buffer, "PNG"):
+        raise ImageWriteError(f"{display(p)}: Qt could not write the PNG")
     try:
-        if not image.save(str(tmp), "PNG"):
-            raise ImageWriteError(f"{p}: Qt could not write the PNG")
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        with atomic_path(p) as tmp, open(tmp, "wb") as f:
+            f.write(bytes(buffer.data()))
+    except OSError as e:
+        raise ImageWriteError(f"{display(p)}: cannot write in {display(folder)} ({e.strerror or e})") from None
     return p

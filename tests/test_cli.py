@@ -56,6 +56,47 @@ def test_predict_all_good_exits_zero_with_plain_output(pictures):
     assert proc.stdout.strip().startswith(f"{pictures / 'one.png'}: 1 (")
 
 
+@pytest.mark.skipif(not shipped_model_path().is_file(), reason="no shipped model in this checkout")
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_predict_refuses_a_named_pipe_and_goes_on_to_the_next_file(pictures, tmp_path):
+    """`predict fifo.png one.png` used to block on the FIFO forever and never read one.png."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    proc = digitpad("predict", str(fifo), str(pictures / "one.png"), timeout=60)
+    assert proc.returncode == 1
+    assert f"{fifo}: is a named pipe (FIFO), not a regular file" in proc.stderr
+    assert proc.stdout.strip().startswith(f"{pictures / 'one.png'}: 1 (")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not shipped_model_path().is_file(), reason="no shipped model in this checkout")
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="file names there are always Unicode")
+def test_predict_reads_a_picture_whose_name_is_not_utf8(pictures, tmp_path):
+    """Such a name used to get a wrong 'format not recognised'."""
+    name = os.fsencode(tmp_path) + b"/un-\xe9.png"     # Latin-1 e-acute: not valid UTF-8
+    with open(name, "wb") as f:
+        f.write((pictures / "one.png").read_bytes())
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, "-m", "digitpad", "predict", name], capture_output=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().strip().startswith(f"{tmp_path}/un-\\xe9.png: 1 (")
+
+
+def test_download_where_nothing_can_be_written_is_one_line(tmp_path):
+    """Into a folder that cannot be created (its parent is a file): no traceback, exit code 1.
+
+    The folder is checked before any mirror is contacted, so this makes no network access.
+    """
+    (tmp_path / "a-file").write_text("")
+    dest = tmp_path / "a-file" / "mnist"
+    proc = digitpad("download", "--data-dir", str(dest), timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"digitpad: {dest}: cannot save the download there (Not a directory)"
+    assert "Traceback" not in proc.stderr
+
+
 def test_predict_with_a_corrupt_model_says_so(pictures, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 broken")
@@ -152,3 +193,61 @@ def test_eval_and_predict_refuse_a_model_that_cannot_read_digits(pictures, tmp_p
     assert cli.main(["eval", "--model", str(path), "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("five.npz: a 5-3-2 relu network cannot read 28x28 digits") == 2
+
+
+def _strict_json(text):
+    """Parse one line of JSON, failing on NaN or Infinity (which JSON does not have)."""
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON output: {text[:200]}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_predict_with_huge_finite_weights_gives_a_finite_confidence(pictures, tmp_path, capsys):
+    from digitpad import cli
+    from digitpad.core.mlp import MLP, MLPConfig
+    from digitpad.core.model_io import save_model
+
+    model = MLP(MLPConfig(hidden=(8,)), 0)
+    for w in model.weights:
+        w /= np.abs(w).max()
+        w *= np.float32(3e38)
+    path = save_model(tmp_path / "huge.npz", model)
+    assert cli.main(["predict", "--model", str(path), "--json", str(pictures / "one.png")]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert 0.0 < out["confidence"] <= 1.0 and out["digit"] in range(10)
+    assert abs(sum(out["probabilities"]) - 1) < 1e-4
+
+
+def test_strict_json_has_null_where_a_number_is_not_finite():
+    from digitpad.cli import _json
+
+    out = _strict_json(_json({"a": float("nan"), "b": [np.float32("inf"), np.float64(0.5), np.int64(3)],
+                               "c": {"d": -float("inf"), "e": True, "f": None}}))
+    assert out == {"a": None, "b": [None, 0.5, 3], "c": {"d": None, "e": True, "f": None}}
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(pictures):
+    """`digitpad predict --json … | head -c 1`: the pipe closes; the command ends quietly."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: every write fails with EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "digitpad", "predict", "--json", str(pictures / "one.png")],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300,
+                              env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
+
+
+def test_the_cli_refuses_a_model_with_the_sentence_of_open_model(tmp_path, capsys):
+    from digitpad import cli
+    from digitpad.core import model_io
+    from digitpad.core.mlp import MLP, MLPConfig
+
+    path = model_io.save_model(tmp_path / "three.npz", MLP(MLPConfig(n_in=100, hidden=(8,), n_out=3)))
+    with pytest.raises(model_io.ModelFileError) as e:
+        model_io.open_model(path)
+    assert cli.main(["predict", "--model", str(path), str(tmp_path / "x.png")]) == 1
+    assert capsys.readouterr().err.strip() == f"digitpad: {e.value}"

@@ -81,3 +81,73 @@ def test_eval_refuses_a_bad_temperature(small_model, mnist_dir, capsys):
 
 def test_mistake_file_name():
     assert mistake_file_name(42, 7, 1, 0.934) == "00042_label7_read1_93pct.png"
+
+
+def _strict_json(text):
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON output")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("where", ["file", "option"])
+def test_a_tiny_temperature_is_clamped_with_a_note_and_keeps_the_answers(small_model, mnist_dir, capsys, tmp_path,
+                                                                          where):
+    path, model = small_model
+    args = ["eval", "--model", str(path), "--data-dir", str(mnist_dir), "--json"]
+    assert main(args) == 0
+    plain = _strict_json(capsys.readouterr().out)
+    if where == "file":
+        cold = tmp_path / "cold.npz"
+        save_model(cold, model, build_metadata(model, temperature=1e-300))
+        args[2] = str(cold)
+    else:
+        args += ["--temperature", "1e-300"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    out = _strict_json(captured.out)
+    assert out["temperature"] == 0.05 and "below 0.05; using 0.05" in captured.err
+    assert out["accuracy"] == plain["accuracy"] and out["confusion"] == plain["confusion"]
+    assert np.isfinite(out["nll"]) and 0 <= out["ece"] <= 1
+
+
+@pytest.mark.parametrize("train_config", [5, [1, 2], "quick"])
+def test_fit_temperature_with_an_odd_train_config_uses_the_default_split(small_model, mnist_dir, capsys, tmp_path,
+                                                                         train_config):
+    path, model = small_model
+    odd = tmp_path / "odd.npz"
+    save_model(odd, model, build_metadata(model) | {"train_config": train_config, "metrics": [1, 2]})
+    assert main(["eval", "--model", str(odd), "--data-dir", str(mnist_dir), "--json", "--fit-temperature"]) == 0
+    captured = capsys.readouterr()
+    out = _strict_json(captured.out)
+    assert 0.05 <= out["fitted_temperature"] <= 20
+    assert "'train_config' is " in captured.err and "'metrics' is an array" in captured.err
+
+
+def test_eval_json_of_an_empty_test_set_is_strict_json(small_model, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from digitpad.core import data
+
+    empty = SimpleNamespace(test_images=np.zeros((0, 28, 28), np.uint8), test_labels=np.zeros(0, np.uint8))
+    monkeypatch.setattr(data, "load_mnist", lambda data_dir=None: empty)
+    assert main(["eval", "--model", str(small_model[0]), "--json"]) == 0
+    out = _strict_json(capsys.readouterr().out)
+    assert out["n"] == 0 and out["accuracy"] is None and out["nll"] is None
+
+
+def test_eval_json_into_a_closed_pipe_gives_no_traceback(small_model, mnist_dir):
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "digitpad", "eval", "--model", str(small_model[0]),
+                               "--data-dir", str(mnist_dir), "--json"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from digitpad.imageio import ImageReadError, ImageWriteError, load_image, save_png
+from tests.child import refusal_in_child
 
 
 def qimage_file(path: Path, array: np.ndarray, fmt: str, quality: int = -1) -> Path:
@@ -247,3 +248,62 @@ def test_save_rejects_bad_arrays(tmp_path, bad, words):
     with pytest.raises(ValueError, match=words):
         save_png(tmp_path / "bad.png", bad)
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- files that are not plain pictures
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    """A FIFO with no writer used to block open() forever; it is refused at once."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    message = refusal_in_child("digitpad.imageio", "load_image", "ImageReadError", fifo)
+    assert message == f"{fifo}: is a named pipe (FIFO), not a regular file"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs /dev/null")
+def test_device_is_refused():
+    with pytest.raises(ImageReadError, match="character device"):
+        load_image("/dev/null")
+
+
+def test_truncated_jpeg_is_an_error_not_a_grey_picture(tmp_path):
+    """Qt decodes a JPEG cut in half into a picture padded with grey and only warns."""
+    good = qimage_file(tmp_path / "good.jpg", digit_picture(), "JPEG", 90)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ImageReadError, match="damaged or truncated") as info:
+        load_image(path)
+    assert str(path) in str(info.value) and "JPEG" in str(info.value)
+    assert load_image(good).shape == (120, 100, 4)   # the whole file still reads
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="file names there are always Unicode")
+def test_file_name_that_is_not_utf8(tmp_path):
+    """Such a name is opened, read and written, and named readably in a message."""
+    folder = os.fsencode(tmp_path)
+    name = folder + b"/d\xe9j\xe0.png"                   # Latin-1 bytes: not valid UTF-8
+    save_png(name, digit_picture())
+    assert os.path.exists(name)
+    rgba = load_image(name)
+    assert rgba.shape == (120, 100, 4)
+    assert load_image(os.fsdecode(name)).shape == (120, 100, 4)  # as sys.argv gives it
+    with pytest.raises(ImageReadError) as info:
+        load_image(folder + b"/missing-\xff.png")
+    assert "missing-\\xff.png: no such file" in str(info.value)
+    str(info.value).encode("utf-8")                     # printable as it is
+
+
+def test_stale_temporary_file_of_a_killed_save_is_removed(tmp_path):
+    """A save killed with SIGKILL leaves its temporary file; the next save of that file removes it."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    path = tmp_path / "d.png"
+    stale = tmp_path / f".d.png.{pid}.0123abcd.tmp"
+    stale.write_bytes(b"half a png")
+    unrelated = tmp_path / ".d.png.notes.tmp"             # not of our naming: left alone
+    unrelated.write_bytes(b"")
+    save_png(path, digit_picture())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".d.png.notes.tmp", "d.png"]

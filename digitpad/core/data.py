@@ -1,5 +1,6 @@
 """MNIST on disk: the IDX reader, where the four files are looked for, loading them
-(with a per-process cache), checking them against their SHA-256, and downloading them.
+(with a per-process cache) and checking them against their SHA-256. Fetching them is
+``digitpad.core.download``'s job.
 
 The four canonical files are ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
 ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``; each may sit in a folder as
@@ -9,37 +10,33 @@ do not depend on the mirror or the gzip level that produced a file.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
-import http.client
+import math
 import os
-import tempfile
 import threading
-import urllib.error
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import platformdirs
 
+from digitpad.core.files import display, open_regular
+
 __all__ = [
     "FILES",
-    "MIRRORS",
+    "SIZES",
     "DataError",
     "DataNotFoundError",
-    "DownloadError",
-    "DownloadCancelled",
     "read_idx",
     "user_data_dir",
     "find_data_dir",
     "MNIST",
     "load_mnist",
     "verify_dir",
-    "download_mnist",
-    "tqdm_progress",
 ]
 
 # canonical base name -> SHA-256 of the decompressed bytes
@@ -50,13 +47,19 @@ FILES: dict[str, str] = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
-# base URLs serving "<name>.gz", tried in order
-MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
+# canonical base name -> size in bytes of the decompressed file (a cap when reading and downloading)
+SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60_000,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10_000,
+}
 
 ENV_VAR = "DIGITPAD_DATA_DIR"
+MAX_IDX_BYTES = 1 << 30  # any IDX file read_idx accepts when no tighter cap is given
+
+_CHUNK = 1 << 20
+_EXCESS_COUNTED = 16 << 20  # bytes past the declared data counted for the message, no more
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # IDX type code -> big-endian dtype
@@ -79,37 +82,62 @@ class DataNotFoundError(DataError):
     """MNIST is not in any of the places looked at; the message lists them and the fixes."""
 
 
-class DownloadError(DataError):
-    """Every mirror failed for a file; the message gives each failure and the way out."""
-
-
-class DownloadCancelled(Exception):
-    """The caller's ``cancel()`` asked the download to stop."""
-
-
 # ----------------------------------------------------------------------------- reading
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is gzip (detected by content, not name)."""
+@contextlib.contextmanager
+def _open_idx(path: Path) -> Iterator[BinaryIO]:
+    """The file's bytes as a stream, decompressed as they are read when it is gzip (detected
+    by content, not name); a folder, named pipe or device is refused without blocking."""
     try:
-        raw = path.read_bytes()
+        raw = open_regular(path)
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        raise DataError(f"{display(path)}: file not found") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except EOFError:
-        raise DataError(f"{path}: gzip stream is truncated (incomplete download?)") from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt gzip data ({exc})") from exc
+        raise DataError(f"{display(path)}: cannot read ({exc.strerror or exc})") from None
+    with raw:
+        is_gzip = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+        try:
+            yield stream
+        except EOFError:
+            raise DataError(f"{display(path)}: gzip stream is truncated (incomplete download?)") from None
+        except (gzip.BadGzipFile, zlib.error) as exc:
+            raise DataError(f"{display(path)}: corrupt gzip data ({exc})") from None
+        except OSError as exc:
+            raise DataError(f"{display(path)}: cannot read ({exc.strerror or exc})") from None
 
 
-def read_idx(path, kind: str | None = None) -> np.ndarray:
+def _read_into(stream: BinaryIO, buffer: np.ndarray) -> int:
+    """Fill the uint8 ``buffer`` from ``stream``; return how many bytes came (fewer at end of file)."""
+    view, done = memoryview(buffer).cast("B"), 0
+    while done < len(view):
+        n = stream.readinto(view[done:])
+        if not n:
+            break
+        done += n
+    return done
+
+
+def _bytes_left(stream: BinaryIO, limit: int = _EXCESS_COUNTED) -> int:
+    """How many bytes remain, counted in chunks and at most ``limit`` (a bomb is never inflated whole)."""
+    left = 0
+    while left < limit and (block := stream.read(min(_CHUNK, limit - left))):
+        left += len(block)
+    return left
+
+
+def _shape_text(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def read_idx(path, kind: str | None = None, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     """Read an IDX file (plain or gzip-compressed) into an array.
+
+    The file is read as a stream: a gzip file is inflated chunk by chunk, never past what
+    its header declares nor past ``max_bytes``, so a small file that would inflate to
+    gigabytes (a gzip bomb) is refused before it takes memory.
 
     Parameters
     ----------
@@ -118,6 +146,9 @@ def read_idx(path, kind: str | None = None) -> np.ndarray:
     kind : {None, "images", "labels"}, optional
         What the file must hold. ``"images"``: a uint8 array (N, 28, 28).
         ``"labels"``: a uint8 array (N,) with values 0 to 9. ``None``: any valid IDX file.
+    max_bytes : int, optional
+        Largest decompressed size accepted, header included (1 GiB by default;
+        :func:`load_mnist` passes each MNIST file's real size).
 
     Returns
     -------
@@ -128,45 +159,56 @@ def read_idx(path, kind: str | None = None) -> np.ndarray:
     Raises
     ------
     DataError
-        The file is missing, truncated, has a wrong magic number, a payload whose length
-        does not match its dimensions, or does not hold what ``kind`` asks for. The
-        message names the file and the problem.
+        The file is missing, not a regular file, truncated, has a wrong magic number,
+        dimensions larger than ``max_bytes`` allows, a payload whose length does not match
+        its dimensions, or does not hold what ``kind`` asks for. The message names the
+        file and the problem.
     """
     if kind not in (None, "images", "labels"):
         raise ValueError(f"kind must be None, 'images' or 'labels', not {kind!r}")
-    path = Path(path)
-    data = _read_bytes(path)
+    path = Path(os.fsdecode(path))
+    name = display(path)
+    with _open_idx(path) as stream:
+        magic = stream.read(4)
+        if len(magic) < 4:
+            raise DataError(f"{name}: truncated: {len(magic)} bytes, an IDX header needs at least 4")
+        zero, type_code, ndim = int.from_bytes(magic[:2], "big"), magic[2], magic[3]
+        if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
+            raise DataError(
+                f"{name}: not an IDX file: magic number 0x{magic.hex()} "
+                "(expected 0x0000 followed by a type code and a number of dimensions)"
+            )
+        header = 4 + 4 * ndim
+        dims = stream.read(4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise DataError(
+                f"{name}: truncated: header of {ndim} dimensions needs {header} bytes, "
+                f"file has {4 + len(dims)}"
+            )
+        shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+        dtype = _IDX_DTYPES[type_code]
+        expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow to 0 as np.prod had
+        if header + expected > max_bytes:
+            raise DataError(
+                f"{name}: dimensions {_shape_text(shape)} describe {expected:,} bytes of data, "
+                f"more than the {max_bytes - header:,} this file may hold"
+            )
+        payload = np.empty(expected, np.uint8)
+        got = _read_into(stream, payload)
+        if got < expected:
+            raise DataError(
+                f"{name}: truncated: dimensions {_shape_text(shape)} need {expected} bytes "
+                f"of data, file has {got}"
+            )
+        excess = _bytes_left(stream)
+    if excess:
+        more = "at least " if excess >= _EXCESS_COUNTED else ""
+        raise DataError(
+            f"{name}: {more}{excess} bytes of data beyond what dimensions "
+            f"{_shape_text(shape)} describe ({expected} bytes)"
+        )
 
-    if len(data) < 4:
-        raise DataError(f"{path}: truncated: {len(data)} bytes, an IDX header needs at least 4")
-    zero, type_code, ndim = int.from_bytes(data[:2], "big"), data[2], data[3]
-    if zero != 0 or type_code not in _IDX_DTYPES or ndim == 0:
-        raise DataError(
-            f"{path}: not an IDX file: magic number 0x{data[:4].hex()} "
-            "(expected 0x0000 followed by a type code and a number of dimensions)"
-        )
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(
-            f"{path}: truncated: header of {ndim} dimensions needs {header} bytes, "
-            f"file has {len(data)}"
-        )
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    dtype = _IDX_DTYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    payload = len(data) - header
-    if payload < expected:
-        raise DataError(
-            f"{path}: truncated: dimensions {'x'.join(map(str, shape))} need {expected} bytes "
-            f"of data, file has {payload}"
-        )
-    if payload > expected:
-        raise DataError(
-            f"{path}: {payload - expected} bytes of data beyond what dimensions "
-            f"{'x'.join(map(str, shape))} describe ({expected} bytes)"
-        )
-
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    array = payload.view(dtype).reshape(shape)
     if dtype.byteorder == ">":
         array = array.astype(dtype.newbyteorder("="))
     array.flags.writeable = False
@@ -174,18 +216,18 @@ def read_idx(path, kind: str | None = None) -> np.ndarray:
     if kind == "images":
         if dtype != np.uint8 or ndim != 3 or shape[1:] != _IMAGE_SIZE:
             raise DataError(
-                f"{path}: expected uint8 images of shape (N, 28, 28), "
+                f"{name}: expected uint8 images of shape (N, 28, 28), "
                 f"found {dtype.name} of shape {shape}"
             )
     elif kind == "labels":
         if dtype != np.uint8 or ndim != 1:
             raise DataError(
-                f"{path}: expected uint8 labels of shape (N,), found {dtype.name} of shape {shape}"
+                f"{name}: expected uint8 labels of shape (N,), found {dtype.name} of shape {shape}"
             )
         if array.size and array.max() > 9:
             bad = np.flatnonzero(array > 9)
             raise DataError(
-                f"{path}: {bad.size} labels outside 0-9 "
+                f"{name}: {bad.size} labels outside 0-9 "
                 f"(first at index {bad[0]}: {array[bad[0]]})"
             )
     return array
@@ -305,9 +347,14 @@ _cache: dict[tuple, MNIST] = {}
 _cache_lock = threading.Lock()
 
 
+def _size_cap(path: Path) -> int:
+    """The real size of the MNIST file ``path`` is a copy of (a subset is smaller)."""
+    return SIZES.get(path.name.removesuffix(".gz"), MAX_IDX_BYTES)
+
+
 def _read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    images = read_idx(images_path, kind="images")
-    labels = read_idx(labels_path, kind="labels")
+    images = read_idx(images_path, kind="images", max_bytes=_size_cap(images_path))
+    labels = read_idx(labels_path, kind="labels", max_bytes=_size_cap(labels_path))
     if len(images) != len(labels):
         raise DataError(
             f"{labels_path}: {len(labels)} labels do not match the {len(images)} images "
@@ -362,28 +409,35 @@ def load_mnist(data_dir=None) -> MNIST:
 # ---------------------------------------------------------------------------- verifying
 
 
-def _sha256_decompressed(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of the file's decompressed bytes (streamed; plain files hashed as they are)."""
-    with open(path, "rb") as fh:
-        is_gzip = fh.read(2) == _GZIP_MAGIC
-    digest = hashlib.sha256()
-    opener = gzip.open if is_gzip else open
-    with opener(path, "rb") as fh:
-        while block := fh.read(chunk):
+def _sha256_decompressed(path: Path, max_bytes: int | None = None, chunk: int = _CHUNK) -> str | None:
+    """SHA-256 of the file's decompressed bytes (streamed; plain files hashed as they are).
+
+    None when there are more than ``max_bytes`` of them: a gzip bomb is not inflated whole.
+    """
+    digest, done = hashlib.sha256(), 0
+    with open_regular(path) as raw:
+        is_gzip = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if is_gzip else raw
+        while block := stream.read(chunk):
+            done += len(block)
+            if max_bytes is not None and done > max_bytes:
+                return None
             digest.update(block)
     return digest.hexdigest()
 
 
-def _verifies(path: Path | None, sha256: str) -> bool:
+def _verifies(path: Path | None, sha256: str, max_bytes: int | None = None) -> bool:
     if path is None:
         return False
     try:
-        return _sha256_decompressed(path) == sha256
+        return _sha256_decompressed(path, max_bytes) == sha256
     except (OSError, EOFError, zlib.error):  # gzip.BadGzipFile is an OSError
         return False
 
 
-def verify_dir(data_dir, expected: dict[str, str] = FILES) -> dict[str, bool]:
+def verify_dir(data_dir, expected: dict[str, str] = FILES,
+               sizes: dict[str, int] | None = None) -> dict[str, bool]:
     """Check each file in a folder against its SHA-256 (of the decompressed bytes).
 
     Parameters
@@ -393,6 +447,10 @@ def verify_dir(data_dir, expected: dict[str, str] = FILES) -> dict[str, bool]:
         when both exist, as it is the one loaded).
     expected : dict of str to str, optional
         Base name -> SHA-256 hex digest; the MNIST files by default.
+    sizes : dict of str to int, optional
+        Base name -> decompressed size; a file that inflates past it fails without being
+        inflated whole. By default the :data:`SIZES` of the files expected with their real
+        MNIST hash; no cap for others.
 
     Returns
     -------
@@ -400,236 +458,12 @@ def verify_dir(data_dir, expected: dict[str, str] = FILES) -> dict[str, bool]:
         Base name -> whether the file is present, readable and matches its hash.
     """
     folder = Path(data_dir).expanduser()
-    return {name: _verifies(_file_in(folder, name), sha) for name, sha in expected.items()}
+    sizes = expected_sizes(expected, sizes)
+    return {name: _verifies(_file_in(folder, name), sha, sizes.get(name)) for name, sha in expected.items()}
 
 
-# --------------------------------------------------------------------------- downloading
-
-_CHUNK = 64 * 1024
-
-
-class _MirrorFailure(Exception):
-    """One mirror could not deliver one file; ``unreachable`` when no connection was made."""
-
-    def __init__(self, reason: str, unreachable: bool = False):
-        super().__init__(reason)
-        self.unreachable = unreachable
-
-
-def _user_agent() -> str:
-    from digitpad import __version__
-
-    return f"digitpad/{__version__} (+urllib)"
-
-
-def _fetch(url: str, partial: Path, name: str, timeout: float, progress, cancel) -> None:
-    """Stream url into the open temp file ``partial``; fail unless all announced bytes came."""
-    request = urllib.request.Request(url, headers={"User-Agent": _user_agent()})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        raise _MirrorFailure(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        text = getattr(reason, "strerror", None) or str(reason)
-        raise _MirrorFailure(f"cannot connect ({text})", unreachable=True) from None
-    except TimeoutError:  # connected, but no response in time
-        raise _MirrorFailure(f"no response within {timeout:g} s") from None
-    except (http.client.HTTPException, OSError) as exc:
-        raise _MirrorFailure(f"bad response ({exc!r})") from None
-    with response, open(partial, "wb") as out:
-        length = response.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
-        done = 0
-        if progress is not None:
-            progress(name, done, total)
-        while True:
-            if cancel is not None and cancel():
-                raise DownloadCancelled(f"download of {name} cancelled")
-            try:
-                block = response.read(_CHUNK)
-            except TimeoutError:
-                raise _MirrorFailure(f"timed out after {done} bytes (timeout {timeout:g} s)") from None
-            except (http.client.HTTPException, OSError) as exc:
-                raise _MirrorFailure(f"connection lost after {done} bytes ({exc!r})") from None
-            if not block:
-                break
-            out.write(block)
-            done += len(block)
-            if progress is not None:
-                progress(name, done, total)
-        if total is not None and done != total:
-            raise _MirrorFailure(f"connection closed after {done} of {total} bytes")
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _fetch_verified(url: str, dest: Path, name: str, sha256: str, timeout: float,
-                    progress, cancel) -> None:
-    """Download url to a temp file in dest, check the hash, then move it into place."""
-    fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=dest)
-    os.close(fd)
-    partial = Path(partial)
-    try:
-        _fetch(url, partial, name, timeout, progress, cancel)
-        try:
-            actual = _sha256_decompressed(partial)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _MirrorFailure(f"corrupt gzip data ({exc})") from None
-        if actual != sha256:
-            raise _MirrorFailure(
-                f"wrong data: SHA-256 of the decompressed bytes is {actual}, expected {sha256}"
-            )
-        with open(partial, "rb") as fh:
-            is_gzip = fh.read(2) == _GZIP_MAGIC
-        target = dest / (f"{name}.gz" if is_gzip else name)
-        stale = _file_in(dest, name)  # present only when it failed verification
-        os.replace(partial, target)
-        if stale is not None and stale != target:
-            stale.unlink(missing_ok=True)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _download_failed_message(name: str, dest: Path, failures: list[tuple[str, _MirrorFailure]]
-                             ) -> str:
-    lines = [f"Could not download {name} into {dest}:"]
-    lines += [f"  {url}: {failure}" for url, failure in failures]
-    if all(failure.unreachable for _, failure in failures):
-        lines.append(
-            "No mirror could be reached: this computer seems to be offline, "
-            "or a firewall or proxy blocks them."
-        )
-    else:
-        lines.append("No mirror delivered a file with the expected SHA-256; try again later.")
-    lines.append(
-        "If you have the four MNIST files (plain or .gz) in a folder, for instance copied "
-        "from another computer, point digitpad at it with --data-dir PATH or the "
-        f"environment variable {ENV_VAR}=PATH."
-    )
-    return "\n".join(lines)
-
-
-def download_mnist(
-    dest=None,
-    *,
-    mirrors: tuple[str, ...] = MIRRORS,
-    timeout: float = 30.0,
-    progress: Callable[[str, int, int | None], None] | None = None,
-    cancel: Callable[[], bool] | None = None,
-    expected: dict[str, str] = FILES,
-) -> Path:
-    """Download and verify the MNIST files into a folder.
-
-    Each file is fetched as ``<mirror><name>.gz`` into a temporary file in ``dest``,
-    its decompressed bytes are checked against their SHA-256, and only then is it moved
-    into place as ``<name>.gz``; a download that fails or is cancelled leaves nothing
-    behind. Files already in ``dest`` that verify are skipped; one that does not is
-    replaced once a good copy has arrived. When a mirror fails (no
-    connection, timeout, connection cut, wrong bytes) the next one is tried; a mirror
-    that worked is tried first for the files after it.
-
-    Parameters
-    ----------
-    dest : str or os.PathLike, optional
-        Folder to fill, created if needed; :func:`user_data_dir` by default.
-    mirrors : tuple of str
-        Base URLs, tried in order.
-    timeout : float
-        Seconds to wait for a connection or for the next bytes of a response.
-    progress : callable, optional
-        ``progress(name, done_bytes, total_bytes_or_None)``, called with 0 when a
-        transfer starts and after each chunk; ``name`` is the base name. Called again
-        from 0 when a file is retried on the next mirror. Not called for skipped files.
-    cancel : callable, optional
-        ``cancel() -> bool``, checked between chunks; True stops the download.
-    expected : dict of str to str
-        Base name -> SHA-256 of the decompressed bytes; the MNIST files by default.
-
-    Returns
-    -------
-    pathlib.Path
-        The folder, which now holds every file of ``expected``.
-
-    Raises
-    ------
-    DownloadError
-        Every mirror failed for a file. The message gives each mirror's failure, says
-        whether the computer seems offline, and how to use a folder that has the files.
-        Files fetched before the failure are kept (they verified).
-    DownloadCancelled
-        ``cancel()`` returned True; the partial file is removed.
-    """
-    if not mirrors:
-        raise ValueError("at least one mirror is needed")
-    dest = Path(dest).expanduser() if dest is not None else user_data_dir()
-    dest.mkdir(parents=True, exist_ok=True)
-    order = list(mirrors)
-    for name, sha256 in expected.items():
-        if _verifies(_file_in(dest, name), sha256):
-            continue
-        if cancel is not None and cancel():
-            raise DownloadCancelled(f"download of {name} cancelled")
-        failures = []
-        for mirror in order:
-            url = mirror.rstrip("/") + f"/{name}.gz"
-            try:
-                _fetch_verified(url, dest, name, sha256, timeout, progress, cancel)
-            except _MirrorFailure as failure:
-                failures.append((url, failure))
-            except ValueError as exc:  # a malformed mirror URL
-                failures.append((url, _MirrorFailure(str(exc))))
-            else:
-                order.remove(mirror)
-                order.insert(0, mirror)
-                break
-        else:
-            raise DownloadError(_download_failed_message(name, dest, failures))
-    return dest.resolve()
-
-
-class _TqdmProgress:
-    """A ``progress`` callable for :func:`download_mnist` drawing one tqdm bar per file."""
-
-    def __init__(self, **tqdm_kwargs):
-        self._kwargs = tqdm_kwargs
-        self._bar = None
-        self._name = None
-
-    def __call__(self, name: str, done: int, total: int | None) -> None:
-        from tqdm import tqdm
-
-        if name != self._name or self._bar is None:
-            self.close()
-            self._name = name
-            options = dict(unit="B", unit_scale=True, unit_divisor=1024, desc=f"{name}.gz")
-            options.update(self._kwargs)
-            self._bar = tqdm(total=total, **options)
-        elif done < self._bar.n:  # retried on the next mirror
-            self._bar.reset(total=total)
-        self._bar.update(done - self._bar.n)
-        if total is not None and done >= total:
-            self.close()
-
-    def close(self) -> None:
-        """Close the current bar, if any."""
-        if self._bar is not None:
-            self._bar.close()
-        self._bar = None
-
-
-def tqdm_progress(**tqdm_kwargs) -> _TqdmProgress:
-    """A progress callable for :func:`download_mnist` that draws tqdm bars.
-
-    Parameters
-    ----------
-    **tqdm_kwargs
-        Passed to each ``tqdm`` bar (for instance ``file=sys.stderr`` or ``disable=True``).
-
-    Returns
-    -------
-    callable
-        ``progress(name, done, total)``, with a ``close()`` method to call when the
-        download ends early (a bar closes by itself when its file is complete).
-    """
-    return _TqdmProgress(**tqdm_kwargs)
+def expected_sizes(expected: dict[str, str], sizes: dict[str, int] | None) -> dict[str, int]:
+    """``sizes``, or the real size of each file whose expected hash is the real MNIST file's."""
+    if sizes is not None:
+        return sizes
+    return {name: SIZES[name] for name, sha in expected.items() if FILES.get(name) == sha}

@@ -10,7 +10,8 @@ log-likelihood on held-out digits (the validation split a model was trained with
 recovered by ``validation_split``). ``saliency`` and ``top_units`` explain one reading:
 gradient of the top score times the input, and the first hidden layer's most active units.
 
-NumPy and SciPy only.
+NumPy, SciPy and scikit-learn (``sklearn.metrics``, imported on first use: it takes
+seconds to import and the app starts without it).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from digitpad.core.functional import log_softmax, softmax
-from digitpad.core.mlp import MLP, N_CLASSES, as_batch
+from digitpad.core.mlp import MLP, N_CLASSES, Trace, as_batch
 
 ECE_BINS = 15
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -127,6 +128,10 @@ def calibration(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BI
         ``sum_b |B_b| / N * |accuracy_b - confidence_b|``.
     reliability : Reliability
     """
+    # Counted here rather than with sklearn.calibration.calibration_curve: that returns only
+    # the non-empty bins and not how many digits each holds, which the ECE weights by and
+    # the reliability plot shows (so the same bincounts would be needed again), and it
+    # raises on an empty set. tests/core/test_evaluate.py checks the curve against it.
     confidences = np.asarray(confidences, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -164,6 +169,8 @@ def compute_logits(model: MLP, images: np.ndarray, batch: int = 1000, progress=N
 
 def evaluate_logits(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> Evaluation:
     """An ``Evaluation`` from precomputed logits (N, 10) and labels (N,)."""
+    from sklearn.metrics import confusion_matrix
+
     logits = np.asarray(logits, dtype=np.float32)
     labels = np.asarray(labels).astype(np.intp)
     if logits.ndim != 2 or len(logits) != len(labels):
@@ -177,8 +184,9 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, temperature: float =
     pred = probs.argmax(axis=1).astype(np.intp)
     conf = probs[np.arange(n), pred].astype(np.float32)
     correct = pred == labels
-    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, pred), 1)
+    confusion = np.zeros((n_classes, n_classes), np.int64)  # (10, 10); scikit-learn refuses an empty set
+    if n:
+        confusion[...] = confusion_matrix(labels, pred, labels=np.arange(n_classes))
     support = confusion.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_class = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
@@ -186,7 +194,10 @@ def evaluate_logits(logits: np.ndarray, labels: np.ndarray, temperature: float =
     mistakes = wrong[np.argsort(-conf[wrong], kind="stable")]
     n_right = int(correct.sum())
     if n:
-        logp = log_softmax(logits.astype(np.float64) / temperature)
+        # From the logits, not sklearn.metrics.log_loss of the probabilities: at temperature
+        # 0.05 the shipped model gives one test digit's label a float32 probability of 0,
+        # which log_loss clips, reporting 0.086 where the NLL is 0.220.
+        logp = log_softmax(logits.astype(np.float64), temperature)
         nll = float(-logp[np.arange(n), labels].mean())
     else:
         nll = float("nan")
@@ -278,7 +289,7 @@ def validation_split(mnist, train_config=None) -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     ValueError
-        The config holds out no validation digits.
+        The config holds out no validation digits, or is not a training config.
     """
     from digitpad.core.train import TrainConfig, split_indices
 
@@ -286,15 +297,20 @@ def validation_split(mnist, train_config=None) -> tuple[np.ndarray, np.ndarray]:
         config = TrainConfig()
     elif isinstance(train_config, TrainConfig):
         config = train_config
+    elif not isinstance(train_config, dict):
+        raise ValueError(f"train_config must be an object, not {type(train_config).__name__}")
     else:
-        config = TrainConfig.from_dict(dict(train_config))
+        try:
+            config = TrainConfig.from_dict(train_config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"the model's train_config does not describe a run ({e})") from None
     if config.val_size == 0:
         raise ValueError("this model was trained without a validation split (val_size 0)")
     _, val = split_indices(len(mnist.train_labels), config)
     return np.asarray(mnist.train_images)[val], np.asarray(mnist.train_labels)[val]
 
 
-def saliency(model: MLP, x28: np.ndarray, cls: int) -> np.ndarray:
+def saliency(model: MLP, x28: np.ndarray, cls: int, trace: Trace | None = None) -> np.ndarray:
     """Which pixels pushed the score of ``cls`` up (positive) or down (negative).
 
     Parameters
@@ -303,6 +319,8 @@ def saliency(model: MLP, x28: np.ndarray, cls: int) -> np.ndarray:
     x28 : ndarray, (28, 28) or (784,)
         One digit, float in [0, 1] (uint8 is scaled).
     cls : int
+    trace : Trace, optional
+        ``model``'s trace of this digit (a ``Reading`` carries it): no forward pass then.
 
     Returns
     -------
@@ -311,11 +329,11 @@ def saliency(model: MLP, x28: np.ndarray, cls: int) -> np.ndarray:
         network with no hidden layer this is ``W[:, cls] * x``.
     """
     x = as_batch(x28, model.config.n_in)[:1]  # (1, 784)
-    grad = model.input_gradient(x, int(cls))  # (1, 784)
+    grad = model.input_gradient(x, int(cls), trace)  # (1, 784)
     return (grad[0] * x[0]).astype(np.float32).reshape(28, 28)
 
 
-def top_units(model: MLP, x28: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def top_units(model: MLP, x28: np.ndarray, k: int = 8, trace: Trace | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first hidden layer's ``k`` most active units for one digit, and their weight images.
 
     Parameters
@@ -323,6 +341,8 @@ def top_units(model: MLP, x28: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.n
     model : MLP
     x28 : ndarray, (28, 28) or (784,)
     k : int
+    trace : Trace, optional
+        ``model``'s trace of this digit (a ``Reading`` carries it): no forward pass then.
 
     Returns
     -------
@@ -334,8 +354,9 @@ def top_units(model: MLP, x28: np.ndarray, k: int = 8) -> tuple[np.ndarray, np.n
     """
     if model.n_layers < 2:
         return np.empty(0, np.intp), np.empty((0, 28, 28), np.float32)
-    x = as_batch(x28, model.config.n_in)[:1]  # (1, 784)
-    act = model.trace(x).activations[0][0]  # (H1,)
+    if trace is None:
+        trace = model.trace(as_batch(x28, model.config.n_in)[:1])  # (1, 784) in
+    act = trace.activations[0][0]  # (H1,)
     k = min(int(k), len(act))
     order = np.argsort(-act, kind="stable")[:k]
     images = model.weights[0][:, order].T.reshape(k, 28, 28).astype(np.float32)  # (k, 28, 28)

@@ -89,15 +89,39 @@ DERIVATIVES = {
 HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
 
 
+def _shifted(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """``(logits - row max) / temperature`` in float64, every entry in [-inf, 0] and each row's max 0.
+
+    The max is removed *before* dividing, so a tiny temperature sends the other scores to
+    -inf instead of overflowing every score to inf (which would tie them all). Scores that
+    overflowed in the network itself (huge weights) are kept in order: +inf ranks above any
+    finite score, and a NaN score ranks below every other one.
+    """
+    z = np.array(logits, dtype=np.float64)  # (N, C), a copy
+    z[np.isnan(z)] = -np.inf
+    m = z.max(axis=-1, keepdims=True)  # (N, 1)
+    z = np.where(np.isposinf(m), np.where(np.isposinf(z), 0.0, -np.inf), z)  # rows with +inf scores
+    z -= np.where(np.isfinite(m), m, 0.0)
+    z = np.where(np.isneginf(z).all(axis=-1, keepdims=True), 0.0, z)  # no usable score at all: all equal
+    with np.errstate(over="ignore", under="ignore"):
+        z /= temperature
+    return z
+
+
 def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise log-softmax, stable for any finite logits (log-sum-exp with the max removed)."""
-    z = np.asarray(logits, dtype=np.result_type(logits, np.float32)) / temperature  # (N, C)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    """Row-wise log-softmax, stable for any logits and any positive temperature (float64 inside)."""
+    z = _shifted(logits, temperature)  # (N, C), row max 0
+    z -= np.log(np.exp(z).sum(axis=-1, keepdims=True))  # the sum is >= 1: the max contributes exp(0)
+    with np.errstate(over="ignore"):  # a log-probability below float32's range is -inf there
+        return z.astype(np.result_type(logits, np.float32), copy=False)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax: scores in, probabilities that sum to 1 out.
+
+    Finite for any scores (including inf and NaN from a network with huge weights) and any
+    positive temperature, and the most probable class is the highest score whenever the
+    temperature leaves the scores apart (see ``TEMPERATURE_RANGE`` in ``model_io``).
 
     Parameters
     ----------
@@ -105,11 +129,10 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     temperature : float
         Divides the scores first; above 1 softens the probabilities, below 1 sharpens them.
     """
-    z = np.asarray(logits, dtype=np.result_type(logits, np.float32)) / temperature
-    z = z - z.max(axis=-1, keepdims=True)
+    z = _shifted(logits, temperature)  # (N, C), row max 0
     np.exp(z, out=z)
-    z /= z.sum(axis=-1, keepdims=True)
-    return z
+    z /= z.sum(axis=-1, keepdims=True)  # >= 1: the max contributes exp(0)
+    return z.astype(np.result_type(logits, np.float32), copy=False)
 
 
 def softmax_inplace(z: np.ndarray) -> np.ndarray:

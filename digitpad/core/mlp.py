@@ -1,8 +1,9 @@
 """The network: a fully connected MLP with ReLU-kind hidden layers and a softmax output.
 
 ``MLP`` holds the parameters as parallel lists ``weights[i]`` (n_in, n_out) and
-``biases[i]`` (n_out,), float32. It has two forward passes: the inference ones
-(``predict_proba``, ``logits``, ``trace``) keep nothing between calls, and the training
+``biases[i]`` (n_out,), float32. It has two forward passes: the inference family
+(``trace``, ``logits``, ``predict_proba``, ``predict``: one loop, ``_forward``, with a
+BLAS-free path for a single sample) keeps nothing between calls, and the training
 pair ``forward_train`` / ``backward`` that works inside a ``Workspace`` of buffers
 allocated once per batch size and reused every step, so a training step allocates
 almost nothing.
@@ -145,19 +146,37 @@ class MLP:
         """Human-readable architecture, e.g. ``784-256-128-10 relu``."""
         return "-".join(str(s) for s in self.config.layer_sizes) + f" {self.config.activation}"
 
-    # ---- inference: keeps nothing --------------------------------------------------------
+    # ---- inference: keeps nothing -------------------------------------------------------------
+
+    def _forward(self, x: np.ndarray, keep: bool) -> tuple[np.ndarray, list, list]:
+        """The inference loop: (logits (N, n_out), pre-activations, hidden outputs); the lists only with ``keep``.
+
+        One sample is one vector, so it goes through NumPy's own loops (``einsum``) rather
+        than BLAS: a BLAS call from the GUI thread waits for BLAS's worker threads, which on
+        a busy machine (or while a training run keeps them busy) costs tens of milliseconds
+        at the tail, where the loops take a fraction of a millisecond every time.
+        """
+        a = as_batch(x, self.config.n_in)  # (N, n_in)
+        act = ACTIVATIONS[self.config.activation]
+        one = len(a) == 1
+        pre, outs = [], []
+        last = self.n_layers - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = np.einsum("i,ij->j", a[0], w)[None] if one else a @ w  # (N, n_i), a new array
+            z += b
+            if keep:
+                pre.append(z)
+            if i < last:
+                a = act(z.copy() if keep else z)
+                if keep:
+                    outs.append(a)
+            else:
+                a = z
+        return a, pre, outs
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Output scores before softmax, (N, n_out)."""
-        a = as_batch(x, self.config.n_in)  # (N, n_in)
-        act = ACTIVATIONS[self.config.activation]
-        last = self.n_layers - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            a = a @ w  # (N, n_i)
-            a += b
-            if i < last:
-                act(a)
-        return a
+        return self._forward(x, keep=False)[0]
 
     def predict_proba(self, x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
         """Class probabilities, (N, n_out), rows summing to 1."""
@@ -167,26 +186,17 @@ class MLP:
         return self.logits(x).argmax(axis=1)
 
     def trace(self, x: np.ndarray, temperature: float = 1.0) -> Trace:
-        """Forward pass that keeps every layer's pre-activation and output."""
-        a = as_batch(x, self.config.n_in)
-        act = ACTIVATIONS[self.config.activation]
-        pre, outs = [], []
-        last = self.n_layers - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = a @ w + b  # (N, n_i)
-            pre.append(z)
-            if i < last:
-                a = act(z.copy())
-                outs.append(a)
-        logits = pre[-1]
+        """Forward pass that keeps every layer's pre-activation and output (a single sample avoids BLAS)."""
+        logits, pre, outs = self._forward(x, keep=True)
         return Trace(pre=pre, activations=outs, logits=logits, probabilities=softmax(logits, temperature))
 
-    def input_gradient(self, x: np.ndarray, cls) -> np.ndarray:
+    def input_gradient(self, x: np.ndarray, cls, trace: Trace | None = None) -> np.ndarray:
         """Gradient of the score (logit) of class ``cls`` with respect to the input, (N, n_in).
 
-        ``cls`` is an int or an (N,) array of classes, one per sample.
+        ``cls`` is an int or an (N,) array of classes, one per sample. ``trace`` is this
+        model's trace of ``x`` when the caller already has it (no forward pass then).
         """
-        t = self.trace(x)
+        t = self.trace(x) if trace is None else trace
         n = len(t.logits)
         delta = np.zeros_like(t.logits)  # (N, n_out)
         delta[np.arange(n), np.broadcast_to(np.asarray(cls), (n,))] = 1.0

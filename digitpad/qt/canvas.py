@@ -241,8 +241,10 @@ class Canvas(QWidget):
 
     def clear(self) -> None:
         """Remove every stroke (and an opened picture); undo brings them back."""
-        self._points = None
+        drawing, self._points = self._points is not None, None
         if not self._strokes and self._picture is None:
+            if drawing:  # the stroke in progress was already partly painted
+                self._after_edit()
             return
         self._undo.append(("clear", tuple(self._strokes), self._picture))
         self._redo.clear()
@@ -286,7 +288,7 @@ class Canvas(QWidget):
         if self._picture is not None:
             self.set_picture(None)
         self._stroke_width = self._pen_width  # a width change mid-stroke applies to the next one
-        self._points = [(float(x), float(y), self._width_factor(pressure))]
+        self._points = [self._point(x, y, pressure)]
         self._bitmap.begin()
         if self._display is not None:
             self._display.begin()
@@ -299,7 +301,7 @@ class Canvas(QWidget):
         last = self._points[-1]
         if math.hypot(x - last[0], y - last[1]) < MIN_POINT_DISTANCE:
             return
-        self._points.append((float(x), float(y), self._width_factor(pressure)))
+        self._points.append(self._point(x, y, pressure))
         self._bitmap.grow(self._points, self._stroke_width)
         if self._display is not None:
             self._display.grow(self._points, self._stroke_width)
@@ -326,6 +328,12 @@ class Canvas(QWidget):
             return
         self._points = None
         self._after_edit()
+
+    @classmethod
+    def _point(cls, x: float, y: float, pressure: float) -> tuple[float, float, float]:
+        """A point as the finished stroke will store it (float32), so painting it now and
+        redrawing it later (undo, resize) put the same pixels down."""
+        return tuple(float(v) for v in np.array((x, y, cls._width_factor(pressure)), dtype=np.float32))
 
     @staticmethod
     def _width_factor(pressure: float) -> float:

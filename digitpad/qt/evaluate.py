@@ -743,9 +743,7 @@ class EvaluateController(QObject):
         return f"{name} · {model.describe()}{extra}" if model is not None else name
 
     def _temperature(self) -> float:
-        from digitpad.qt.reading import model_temperature
-
-        return model_temperature(getattr(self.window, "current_metadata", None))
+        return model_io.model_temperature(getattr(self.window, "current_metadata", None))
 
     def _data_loader(self):
         """A function for the worker returning MNIST: the kept copy, or read from the folder found now."""
@@ -966,36 +964,17 @@ class EvaluateController(QObject):
             self._set_overlay(None)
             return
         image28 = np.asarray(reading.image28, np.float32)  # (28, 28)
-        if model.config.n_in != image28.size:
-            self.why.show_nothing("This model does not read 28x28 digits.")
-            self._set_overlay(None)
-            return
-        digit = int(reading.digit)
-        sal = saliency(model, image28, digit)  # (28, 28)
-        units, weights = top_units(model, image28, N_UNITS)
-        acts = model.trace(image28).activations[0][0][units] if len(units) else np.empty(0)
+        digit, trace = int(reading.digit), reading.trace  # the reading's own forward pass: none here
+        sal = saliency(model, image28, digit, trace)  # (28, 28)
+        units, weights = top_units(model, image28, N_UNITS, trace)
+        acts = trace.activations[0][0][units] if len(units) else np.empty(0)
         self.why.show_why(digit, sal, units, weights, acts)
-        pre = self._preprocessed(reading)
-        if pre is None:
+        pre = reading.preprocessed
+        if pre is None or pre.blank:
             self._set_overlay(None)
             return
         values = map_to_input(sal, pre, OVERLAY_SIZE)  # (S, S)
         self._set_overlay(saliency_rgba(values, float(np.abs(sal).max())))
-
-    def _preprocessed(self, reading):
-        """What preprocessing did to the picture on the canvas (an identity record for a 28x28 digit shown)."""
-        from digitpad.core.preprocess import Preprocessed, preprocess
-
-        canvas = self.window.canvas
-        picture = canvas.picture
-        if reading.label:  # a digit shown with show_input: the picture is the 28x28 input itself
-            if picture is None:
-                return None
-            h, w = picture.shape[:2]
-            return Preprocessed(reading.image28, False, input_shape=(h, w), bbox=(0, h, 0, w), scale=28.0 / max(h, w))
-        source = picture if picture is not None else canvas.bitmap()
-        pre = preprocess(source)
-        return None if pre.blank else pre
 
     # ---- theme and closing -----------------------------------------------------------------------
 

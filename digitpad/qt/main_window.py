@@ -14,6 +14,7 @@ import html
 import importlib
 import importlib.util
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -42,10 +43,10 @@ from PySide6.QtWidgets import (
 
 from digitpad.core import model_io
 from digitpad.core.mlp import MLP
+from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, read_image, read_input
 from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, Canvas
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.panes.inference import ActivationsPane, LogitsPane, NetworkInputPane, ProbabilitiesPane
-from digitpad.qt.reading import DEFAULT_THRESHOLD, Reading, blank_reading, model_temperature, read_image, read_input
 
 log = logging.getLogger("digitpad")
 
@@ -437,37 +438,47 @@ class MainWindow(QMainWindow):
             self.load_model(model_path)  # an explicit choice: say so when it fails
             return
         last = self.settings.value("model/last")
-        if last and Path(str(last)).is_file() and Path(str(last)) != shipped:
-            if self.load_model(str(last)):
+        if last and Path(str(last)) != shipped:
+            problem = self._try_model(str(last))
+            if problem is None:
                 return
-            error = self.banner.text.text()
-            if self.load_model(shipped, quiet=True):
-                self.banner.set_message(f"{error}<br>Using the shipped model instead.")
+            self.settings.remove("model/last")  # reported once, here; the next start uses the shipped one
+            self.load_model(shipped, quiet=True)
+            self._model_problem(problem, "It was the model used last; reading with the shipped model instead.")
             return
         self.load_model(shipped)
 
     def load_model(self, path, quiet: bool = False) -> bool:
         """Make the model in ``path`` the current one; on failure keep the old one and say why."""
-        path = Path(path)
+        problem = self._try_model(path)
+        if problem is not None and not quiet:
+            self._model_problem(problem)
+        return problem is None
+
+    def _try_model(self, path) -> str | None:
+        """Open ``path`` and make it the current model; return what was wrong (the model is kept) or None."""
+        path = Path(os.path.abspath(Path(path).expanduser()))  # remembered as a full path
+        notes = []
         try:
-            model, metadata = model_io.load_model(path)
+            model, metadata = model_io.open_model(path, notes)
         except (model_io.ModelFileError, OSError) as e:
             log.warning("could not load a model: %s", e)
-            if not quiet:
-                self._model_problem(str(e))
-            return False
+            return str(e)
+        for note in notes:
+            log.warning("%s", note)
         self.set_model(model, metadata, path)
-        return True
+        if notes:
+            self.statusBar().showMessage(f"Note: {notes[0]}", 10000)
+        return None
 
-    def _model_problem(self, text: str) -> None:
+    def _model_problem(self, text: str, outcome: str = "Still reading with the current model.") -> None:
         if self.current_model is None:
             message = (f"<b>No model to read with.</b> {html.escape(text)}<br>"
                        "Load another model file, use the shipped one, or retrain.")
             self.banner.set_message(message)
             self.statusBar().showMessage("No model loaded", 10000)
         else:
-            self.banner.set_message(f"<b>Could not load the model.</b> {html.escape(text)}<br>"
-                                    "Still reading with the current model.")
+            self.banner.set_message(f"<b>Could not load the model.</b> {html.escape(text)}<br>{outcome}")
         self._update_banner_buttons()
 
     def _update_banner_buttons(self) -> None:
@@ -479,18 +490,21 @@ class MainWindow(QMainWindow):
         self.action_save_model.setEnabled(self.current_model is not None)
 
     def set_model(self, model: MLP, metadata: dict | None = None, path: str | Path | None = None) -> None:
-        """Make ``model`` the current model: status bar, About and the reading follow it."""
+        """Make ``model`` the current model: status bar, About and the reading follow it.
+
+        It is remembered for the next start (``model/last``) only once all of that is done.
+        """
         self.current_model = model
-        self.current_metadata = dict(metadata or {})
+        self.current_metadata, _ = model_io.normalise_metadata(metadata or {})
         self.current_model_path = Path(path) if path is not None else None
-        if path is not None:
-            self.settings.setValue("model/last", str(self.current_model_path))
         self.banner.hide()
         self._update_status()
         self._update_banner_buttons()
         self._sync_layers()
         self.model_changed.emit(model)
         self.read_now()
+        if path is not None:
+            self.settings.setValue("model/last", str(self.current_model_path))
 
     def set_reading_model(self, model: MLP | None) -> None:
         """Read the canvas with ``model`` (e.g. the network being trained); None goes back to the current model."""
@@ -585,7 +599,7 @@ class MainWindow(QMainWindow):
         self._read_timer.stop()
         self._last_read = time.perf_counter()
         model = self.reading_model
-        temperature = model_temperature(self.current_metadata) if self._reading_override is None else 1.0
+        temperature = model_io.model_temperature(self.current_metadata) if self._reading_override is None else 1.0
         if self._external_input is not None:
             image28, label = self._external_input
             reading = read_input(model, image28, temperature, label=label)
@@ -787,7 +801,7 @@ class MainWindow(QMainWindow):
             if tc:
                 rows.append(("Training", describe_training(tc)))
             if "temperature" in meta:
-                rows.append(("Calibration temperature", f"{model_temperature(meta):.3f}"))
+                rows.append(("Calibration temperature", f"{model_io.model_temperature(meta):.3f}"))
             lines.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>&nbsp;&nbsp;{html.escape(v)}</td></tr>"
                                              for k, v in rows) + "</table>")
         lines.append(f"<p style='color: gray'>Python {platform.python_version()} · NumPy {np.__version__} · "

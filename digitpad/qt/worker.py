@@ -8,7 +8,7 @@ the event loop and no ``EpochRecord`` is ever lost. Only the start, the end and 
 are signals. Pause waits on a condition between records (every yield of the trainer is
 a step boundary); stop asks the trainer to stop and wakes the wait.
 
-``DownloadWorker`` runs ``data.download_mnist`` with progress and cancel.
+``DownloadWorker`` runs ``download.download_mnist`` with progress and cancel.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from digitpad.core import data as data_mod
+from digitpad.core import download as download_mod
 from digitpad.core.mlp import MLP
 from digitpad.core.train import TrainConfig, TrainResult, Trainer, evaluate, live_config
 
@@ -174,11 +175,11 @@ class DownloadWorker(QObject):
     def run(self) -> None:
         kwargs = {} if self._mirrors is None else {"mirrors": self._mirrors}
         try:
-            folder = data_mod.download_mnist(
+            folder = download_mod.download_mnist(
                 self._dest, progress=lambda name, n, total: self.progress.emit(name, n, -1 if total is None else total),
                 cancel=self._cancel.is_set, **kwargs,
             )
-        except data_mod.DownloadCancelled:
+        except download_mod.DownloadCancelled:
             self.cancelled.emit()
         except Exception as exc:
             self.failed.emit(str(exc))

@@ -1,15 +1,12 @@
-"""Tests for digitpad.core.data: IDX reading, locating, loading, verifying, downloading."""
+"""Tests for digitpad.core.data: IDX reading, locating, loading, verifying."""
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
 import io
 import os
-import socket
 import struct
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +18,12 @@ from digitpad.core.data import (
     MNIST,
     DataError,
     DataNotFoundError,
-    DownloadCancelled,
-    DownloadError,
-    download_mnist,
     find_data_dir,
     load_mnist,
     read_idx,
-    tqdm_progress,
     verify_dir,
 )
-from tests.conftest import mnist_mirror
+from tests.child import refusal_in_child
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
@@ -171,6 +164,70 @@ def test_read_idx_refuses_labels_outside_0_to_9(tmp_path):
 
 def test_read_idx_names_missing_file(tmp_path):
     assert_refused(tmp_path / "nowhere", "not found")
+
+
+def test_read_idx_refuses_dimensions_whose_product_overflows(tmp_path):
+    """4 x 65536: np.prod in int64 wrapped to 0 and the empty payload looked right."""
+    header = bytes([0, 0, 0x08, 4]) + struct.pack(">IIII", 65536, 65536, 65536, 65536)
+    path = write(tmp_path / "huge-dims", header)
+    assert_refused(path, "65536x65536x65536x65536", "18,446,744,073,709,551,616 bytes", "more than")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_read_idx_refuses_a_named_pipe_without_blocking(tmp_path):
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    message = refusal_in_child("digitpad.core.data", "read_idx", "DataError", fifo)
+    assert message == f"{fifo}: cannot read (is a named pipe (FIFO), not a regular file)"
+
+
+def gzip_of_zeros(head: bytes, n_zeros: int) -> bytes:
+    """``head`` followed by ``n_zeros`` zero bytes, gzip-compressed as it goes (a small 'bomb')."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=1) as gz:
+        gz.write(head)
+        block = bytes(1 << 20)
+        for _ in range(n_zeros >> 20):
+            gz.write(block)
+        gz.write(bytes(n_zeros & ((1 << 20) - 1)))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("bomb", ["declared", "trailing"])
+def test_gzip_bomb_in_the_data_folder_is_refused_without_inflating_it(tmp_path, bomb):
+    """A small .gz that inflates to far more than MNIST's real size is refused in bounded memory."""
+    import tracemalloc
+
+    fake_mnist(tmp_path, n_train=12)
+    n = 250_000  # 196 MB of pixels, declared (more than the 60,000 MNIST has) or appended
+    if bomb == "declared":
+        head = bytes([0, 0, 0x08, 3]) + struct.pack(">III", n, 28, 28)
+    else:
+        head = idx_bytes(np.zeros((12, 28, 28), np.uint8))
+    (tmp_path / f"{TRAIN_IMAGES}.gz").write_bytes(gzip_of_zeros(head, n * 28 * 28))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as info:
+            load_mnist(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(info.value)
+    assert f"{TRAIN_IMAGES}.gz" in message
+    assert ("more than the 47,040,000" in message) if bomb == "declared" else ("at least" in message)
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_verify_stops_hashing_a_bomb_at_the_real_size(tmp_path):
+    (tmp_path / f"{TEST_LABELS}.gz").write_bytes(gzip_of_zeros(b"", 100 * data.SIZES[TEST_LABELS]))
+    assert data._sha256_decompressed(tmp_path / f"{TEST_LABELS}.gz", data.SIZES[TEST_LABELS]) is None
+    assert verify_dir(tmp_path)[TEST_LABELS] is False
+
+
+def test_sizes_are_those_of_real_mnist():
+    for name, size in data.SIZES.items():
+        n = 60_000 if name.startswith("train") else 10_000
+        assert size == (16 + n * 784 if "images" in name else 8 + n)
 
 
 def test_read_idx_rejects_unknown_kind(tmp_path):
@@ -360,312 +417,3 @@ def test_real_mnist_loads_and_verifies():
     assert set(np.unique(mnist.train_labels)) == set(range(10))
     assert mnist.train_images.max() == 255 and mnist.train_images.min() == 0
     assert verify_dir(folder) == dict.fromkeys(FILES, True)
-
-
-# --------------------------------------------------------------------------- downloading
-
-
-def make_payloads(seed: int = 0) -> tuple[dict[str, bytes], dict[str, str]]:
-    """Four fake files (several download chunks each) and their expected hashes."""
-    rng = np.random.default_rng(seed)
-    plain = {name: rng.integers(0, 256, 150_000 + i, dtype=np.uint8).tobytes()
-             for i, name in enumerate(FILES)}
-    return plain, {name: hashlib.sha256(b).hexdigest() for name, b in plain.items()}
-
-
-PLAIN, EXPECTED = make_payloads()
-GZ = {name: gzip.compress(b, compresslevel=1) for name, b in PLAIN.items()}
-
-
-class MirrorHandler(http.server.BaseHTTPRequestHandler):
-    """Serves ``/mnist/<name>.gz``; the server's ``mode`` says how (well) it does so."""
-
-    def do_GET(self):
-        server = self.server
-        server.requests.append(self.path)
-        name = self.path.rsplit("/", 1)[-1].removesuffix(".gz")
-        if not self.path.startswith("/mnist/") or name not in GZ:
-            self.send_error(404)
-            return
-        body = GZ[name]
-        if server.mode == "stall":
-            server.release.wait()
-            return
-        if server.mode == "wrong":
-            body = gzip.compress(PLAIN[name][::-1])
-        elif server.mode == "garbage":
-            body = bytes(range(256)) * 10
-        self.send_response(200)
-        self.send_header("Content-Type", "application/gzip")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if server.mode == "cut":
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def mirror():
-    """``mirror(mode)`` starts an HTTP server on 127.0.0.1 and returns its base URL and log.
-
-    Modes: good, cut (announces the full length, sends half, closes), wrong (valid gzip of
-    the wrong bytes), garbage (not gzip), stall (never answers), down (nothing listens).
-    """
-    servers, threads, sockets = [], [], []
-
-    def start(mode: str):
-        if mode == "down":
-            # bound but not listening: connections are refused, and no one else gets the port
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-            return f"http://127.0.0.1:{sock.getsockname()[1]}/mnist/", []
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
-        server.daemon_threads = True
-        server.mode, server.requests, server.release = mode, [], threading.Event()
-        thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-        thread.start()
-        servers.append(server)
-        threads.append(thread)
-        return f"http://127.0.0.1:{server.server_address[1]}/mnist/", server.requests
-
-    yield start
-    for server in servers:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-    for thread in threads:
-        thread.join(timeout=10)
-    for sock in sockets:
-        sock.close()
-
-
-class Recorder:
-    """A progress callable that keeps every call."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, name, done, total):
-        self.calls.append((name, done, total))
-
-
-def assert_complete(dest: Path):
-    assert sorted(os.listdir(dest)) == sorted(f"{name}.gz" for name in FILES)
-    assert verify_dir(dest, EXPECTED) == dict.fromkeys(FILES, True)
-    for name in FILES:
-        assert gzip.decompress((dest / f"{name}.gz").read_bytes()) == PLAIN[name]
-
-
-def test_download_from_good_mirror(tmp_path, mirror):
-    url, requests = mirror("good")
-    progress = Recorder()
-    dest = tmp_path / "new" / "mnist"
-
-    result = download_mnist(dest, mirrors=(url,), expected=EXPECTED, timeout=5,
-                            progress=progress)
-
-    assert result == dest.resolve()
-    assert_complete(dest)
-    assert sorted(requests) == sorted(f"/mnist/{name}.gz" for name in FILES)
-    for name in FILES:
-        calls = [c for c in progress.calls if c[0] == name]
-        total = len(GZ[name])
-        assert calls[0] == (name, 0, total)
-        assert calls[-1] == (name, total, total)
-        assert len(calls) > 2  # several chunks
-        assert [c[1] for c in calls] == sorted(c[1] for c in calls)
-
-
-def test_download_result_loads_with_read_idx(tmp_path, mirror, monkeypatch):
-    """What download writes is what the loader reads (real IDX content, not just bytes)."""
-    url, _ = mirror("good")
-    labels = idx_bytes(np.array([3, 1, 4, 1, 5], np.uint8))
-    name = "t10k-labels-idx1-ubyte"
-    monkeypatch.setitem(GZ, name, gzip.compress(labels))
-    download_mnist(tmp_path, mirrors=(url,), timeout=5,
-                   expected={name: hashlib.sha256(labels).hexdigest()})
-    assert read_idx(tmp_path / f"{name}.gz", kind="labels").tolist() == [3, 1, 4, 1, 5]
-
-
-def test_download_skips_files_already_verified(tmp_path, mirror):
-    url, requests = mirror("good")
-    download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, timeout=5)
-    assert len(requests) == 4
-    progress = Recorder()
-    download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, timeout=5, progress=progress)
-    assert len(requests) == 4
-    assert progress.calls == []
-
-
-def test_download_replaces_a_corrupt_file(tmp_path, mirror):
-    url, requests = mirror("good")
-    name = "train-labels-idx1-ubyte"
-    (tmp_path / name).write_bytes(PLAIN[name][:-10])  # a bad plain copy
-    download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, timeout=5)
-    assert_complete(tmp_path)  # the bad copy is gone, the good one is <name>.gz
-
-
-@pytest.mark.parametrize(
-    "mode, fragments",
-    [
-        ("cut", ["connection closed after", f"of {len(GZ['train-images-idx3-ubyte'])} bytes"]),
-        ("wrong", ["SHA-256", EXPECTED["train-images-idx3-ubyte"]]),
-        ("garbage", ["SHA-256"]),
-        ("down", ["cannot connect", "offline"]),
-        ("stall", ["no response within 0.3 s"]),
-    ],
-)
-def test_download_from_one_bad_mirror_fails_and_leaves_nothing(tmp_path, mirror, mode,
-                                                               fragments):
-    url, _ = mirror(mode)
-    with pytest.raises(DownloadError) as info:
-        download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, timeout=0.3)
-    message = str(info.value)
-    assert isinstance(info.value, DataError)
-    assert f"{url}train-images-idx3-ubyte.gz" in message
-    for fragment in fragments + ["--data-dir", "DIGITPAD_DATA_DIR"]:
-        assert fragment in message, message
-    if mode != "down":
-        assert "offline" not in message
-    assert os.listdir(tmp_path) == []
-    assert find_data_dir(tmp_path) is None
-
-
-def test_download_http_error_is_reported(tmp_path, mirror):
-    url, requests = mirror("good")
-    with pytest.raises(DownloadError, match="HTTP 404"):
-        download_mnist(tmp_path, mirrors=(url.replace("/mnist/", "/elsewhere/"),),
-                       expected=EXPECTED, timeout=5)
-    assert requests == ["/elsewhere/train-images-idx3-ubyte.gz"]
-    assert os.listdir(tmp_path) == []
-
-
-@pytest.mark.parametrize("first", ["cut", "wrong", "garbage", "down", "stall"])
-def test_download_falls_back_to_next_mirror(tmp_path, mirror, first):
-    bad_url, bad_requests = mirror(first)
-    good_url, good_requests = mirror("good")
-    progress = Recorder()
-
-    download_mnist(tmp_path, mirrors=(bad_url, good_url), expected=EXPECTED, timeout=0.3,
-                   progress=progress)
-
-    assert_complete(tmp_path)
-    assert len(good_requests) == 4
-    # the mirror that worked is tried first for the remaining files
-    assert len(bad_requests) == (0 if first == "down" else 1)
-    first_name = next(iter(FILES))
-    first_calls = [c for c in progress.calls if c[0] == first_name]
-    assert first_calls[-1] == (first_name, len(GZ[first_name]), len(GZ[first_name]))
-
-
-def test_download_all_mirrors_bad_names_each_and_leaves_nothing(tmp_path, mirror):
-    urls = [mirror(mode)[0] for mode in ("cut", "wrong", "down")]
-    with pytest.raises(DownloadError) as info:
-        download_mnist(tmp_path, mirrors=tuple(urls), expected=EXPECTED, timeout=5)
-    message = str(info.value)
-    for url in urls:
-        assert f"{url}train-images-idx3-ubyte.gz" in message
-    assert "connection closed" in message and "SHA-256" in message
-    assert "cannot connect" in message
-    assert "offline" not in message  # two of them answered
-    assert os.listdir(tmp_path) == []
-
-
-def test_download_keeps_verified_files_when_a_later_one_fails(tmp_path, mirror):
-    url, _ = mirror("good")
-    names = list(FILES)
-    expected = dict(EXPECTED)
-    expected[names[2]] = "0" * 64  # no mirror can match this
-    with pytest.raises(DownloadError, match=names[2]):
-        download_mnist(tmp_path, mirrors=(url,), expected=expected, timeout=5)
-    assert sorted(os.listdir(tmp_path)) == sorted(f"{n}.gz" for n in names[:2])
-
-
-def test_download_cancel_mid_file_leaves_no_partial_file(tmp_path, mirror):
-    url, requests = mirror("good")
-    progress = Recorder()
-
-    def cancel():
-        return any(done > 0 for _, done, _ in progress.calls)
-
-    with pytest.raises(DownloadCancelled):
-        download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, timeout=5,
-                       progress=progress, cancel=cancel)
-    assert progress.calls[-1][1] < progress.calls[-1][2]  # stopped part-way
-    assert len(requests) == 1
-    assert os.listdir(tmp_path) == []
-
-
-def test_download_cancel_before_start_makes_no_request(tmp_path, mirror):
-    url, requests = mirror("good")
-    with pytest.raises(DownloadCancelled):
-        download_mnist(tmp_path, mirrors=(url,), expected=EXPECTED, timeout=5,
-                       cancel=lambda: True)
-    assert requests == []
-    assert os.listdir(tmp_path) == []
-
-
-def test_download_defaults_to_user_data_dir(mirror, isolated_locations):
-    url, _ = mirror("good")
-    assert download_mnist(mirrors=(url,), expected=EXPECTED, timeout=5) == \
-        isolated_locations.resolve()
-    assert_complete(isolated_locations)
-
-
-def test_download_needs_a_mirror(tmp_path):
-    with pytest.raises(ValueError, match="mirror"):
-        download_mnist(tmp_path, mirrors=(), expected=EXPECTED)
-
-
-def test_public_mirrors_and_hashes():
-    assert len(data.MIRRORS) >= 2
-    assert all(m.startswith("https://") and m.endswith("/") for m in data.MIRRORS)
-    assert sorted(FILES) == sorted([TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS])
-    assert all(len(h) == 64 and int(h, 16) >= 0 for h in FILES.values())
-
-
-def test_tqdm_progress_draws_one_bar_per_file_and_survives_retries(tmp_path, mirror):
-    bad_url, _ = mirror("cut")
-    good_url, _ = mirror("good")
-    out = io.StringIO()
-    progress = tqdm_progress(file=out, mininterval=0)
-    download_mnist(tmp_path, mirrors=(bad_url, good_url), expected=EXPECTED, timeout=5,
-                   progress=progress)
-    progress.close()
-    text = out.getvalue()
-    for name in FILES:
-        assert f"{name}.gz" in text
-    assert "100%" in text
-
-
-@pytest.mark.mnist
-def test_download_real_mnist_from_a_local_mirror(tmp_path):
-    """The real files, served over HTTP, download and verify against FILES."""
-    if not _REAL_DIR:
-        pytest.skip("real MNIST not available: DIGITPAD_DATA_DIR is not set")
-    mirror = str(mnist_mirror(Path(_REAL_DIR), tmp_path / "mirror"))  # plain files are served as .gz
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    handler = lambda *a, **k: Quiet(*a, directory=mirror, **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
-        dest = download_mnist(tmp_path / "mnist", mirrors=(url,), timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-    assert verify_dir(dest) == dict.fromkeys(FILES, True)
-    assert load_mnist(dest).test_labels.shape == (10000,)

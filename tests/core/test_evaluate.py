@@ -210,3 +210,42 @@ def test_map_to_input_puts_the_28x28_image_back_where_the_ink_was(mnist):
     identity = Preprocessed(pre.image, False, input_shape=(28, 28), bbox=(0, 28, 0, 28), scale=1.0)
     np.testing.assert_allclose(map_to_input(pre.image, identity, 28), pre.image, atol=1e-6)
     assert not map_to_input(pre.image, preprocess(np.zeros((50, 50))), 40).any()
+
+
+@pytest.mark.parametrize("bad", [5, [1, 2], "quick", {"hidden": 5}, {"nonsense": 1}])
+def test_validation_split_refuses_a_train_config_that_is_not_one(bad):
+    mnist = SimpleNamespace(train_images=np.zeros((100, 28, 28), np.uint8), train_labels=np.zeros(100, np.uint8))
+    with pytest.raises(ValueError, match="train_config"):
+        validation_split(mnist, bad)
+
+
+def test_reliability_curve_and_nll_agree_with_scikit_learn():
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import log_loss
+
+    model, images, labels = noisy_set(seed=2)
+    ev = evaluate_model(model, images, labels, temperature=1.3)
+    correct = ev.predictions == ev.labels
+    prob_true, prob_pred = calibration_curve(correct, ev.confidences.astype(np.float64), n_bins=15)
+    filled = ev.reliability.counts > 0
+    np.testing.assert_allclose(ev.reliability.accuracy[filled], prob_true, rtol=1e-9)
+    np.testing.assert_allclose(ev.reliability.confidence[filled], prob_pred, rtol=1e-9)
+    assert np.isnan(ev.reliability.accuracy[~filled]).all()
+    probs = softmax(ev.logits.astype(np.float64), 1.3)
+    assert ev.nll == pytest.approx(log_loss(labels, probs, labels=np.arange(10)), rel=1e-6)
+
+
+def test_an_empty_set_evaluates_to_nothing_without_raising():
+    ev = evaluate_logits(np.zeros((0, 10), np.float32), np.zeros(0, np.uint8))
+    assert ev.n == 0 and ev.confusion.shape == (10, 10) and ev.confusion.sum() == 0
+    assert np.isnan(ev.accuracy) and np.isnan(ev.nll) and ev.accuracy_ci95 == (0.0, 1.0)
+
+
+def test_scikit_learn_is_imported_only_when_a_set_is_evaluated():
+    import subprocess
+    import sys
+
+    code = ("import sys, digitpad.core.evaluate, digitpad.core.reading, digitpad.core.model_io\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'PySide6'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr

@@ -77,3 +77,29 @@ def test_temperature_softens_probabilities():
     logits = np.array([[4.0, 1.0, 0.0]])
     assert softmax(logits, 2.0).max() < softmax(logits).max() < softmax(logits, 0.5).max()
     np.testing.assert_allclose(np.exp(log_softmax(logits, 2.0)), softmax(logits, 2.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 1e-12, 0.05, 1.0, 20.0, 1e6, 1e308])
+def test_softmax_is_finite_at_any_temperature_and_keeps_the_answer(temperature):
+    logits = np.random.default_rng(3).normal(scale=5, size=(50, 10)).astype(np.float32)
+    for f in (softmax, lambda z, t: np.exp(log_softmax(z, t))):
+        p = f(logits, temperature)
+        assert np.isfinite(p).all()
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+        if temperature <= 20:  # far above, float32 cannot tell the probabilities apart (hence the clamp)
+            np.testing.assert_array_equal(p.argmax(axis=1), logits.argmax(axis=1))
+    assert np.isfinite(log_softmax(logits, temperature)[np.arange(50), logits.argmax(axis=1)]).all()
+
+
+def test_softmax_of_overflowed_scores_is_finite_and_ranks_them():
+    logits = np.array([[1.0, np.inf, 3.0, np.nan],  # a score that overflowed wins
+                       [np.nan, 2.0, -np.inf, 1.0],  # NaN and -inf rank last
+                       [np.nan, np.nan, np.nan, np.nan],  # nothing usable: all equal
+                       [np.inf, 0.0, np.inf, -np.inf]], np.float32)  # two overflowed: they share
+    for t in (1e-300, 1.0, 20.0):
+        p = softmax(logits, t)
+        assert np.isfinite(p).all()
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-6)
+        assert p[0].argmax() == 1 and p[1].argmax() == 1 and p[1, 0] == p[1, 2] == 0
+        np.testing.assert_allclose(p[2], 0.25)
+        np.testing.assert_allclose(p[3], [0.5, 0, 0.5, 0])

@@ -122,3 +122,52 @@ def test_same_seed_same_weights_and_init_scale_matches_activation():
 def test_config_refuses_unknown_activation():
     with pytest.raises(ValueError, match="activation"):
         MLPConfig(activation="softplus")
+
+
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+def test_one_sample_takes_the_blas_free_path_and_agrees_with_a_batch(activation, monkeypatch):
+    model = MLP(MLPConfig(hidden=(64, 32, 16), activation=activation), rng=4)
+    x = np.random.default_rng(5).random((3, 784), dtype=np.float32)
+    batch = model.trace(x, 1.7)
+    einsum_calls = []
+    real_einsum = np.einsum
+    monkeypatch.setattr(np, "einsum", lambda *a, **k: einsum_calls.append(a[0]) or real_einsum(*a, **k))
+    one = model.trace(x[1], 1.7)
+    assert len(einsum_calls) == model.n_layers  # every layer through NumPy's loops, none through BLAS
+    for a, b in zip(one.pre + one.activations + [one.logits, one.probabilities],
+                    batch.pre + batch.activations + [batch.logits, batch.probabilities]):
+        assert a.shape == (1, b.shape[1])
+        np.testing.assert_allclose(a[0], b[1], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.logits(x[1]), one.logits, rtol=1e-6)
+    assert model.predict(x[1])[0] == one.probabilities.argmax()
+
+
+def test_the_inference_passes_keep_nothing_and_leave_the_input_alone():
+    model = MLP(MLPConfig(hidden=(8,)), rng=1)
+    x = np.random.default_rng(2).random((2, 784))  # float64: used as it is, not copied
+    before = x.copy()
+    model.logits(x)
+    model.trace(x[0])
+    np.testing.assert_array_equal(x, before)
+
+
+def test_input_gradient_reuses_a_given_trace(monkeypatch):
+    model = MLP(MLPConfig(hidden=(16, 8)), rng=3)
+    x = np.random.default_rng(4).random((1, 784), dtype=np.float32)
+    trace = model.trace(x)
+    expected = model.input_gradient(x, 3)
+    monkeypatch.setattr(model, "trace", lambda *a, **k: pytest.fail("a second forward pass"))
+    np.testing.assert_allclose(model.input_gradient(x, 3, trace), expected, rtol=1e-6)
+
+
+def test_huge_finite_weights_still_give_finite_probabilities():
+    model = MLP(MLPConfig(hidden=(16,)), rng=0)
+    for w in model.weights:
+        w /= np.abs(w).max()
+        w *= np.float32(3e38)  # finite, but every score overflows float32
+    assert model.is_finite()
+    x = np.random.default_rng(1).random((4, 784), dtype=np.float32)
+    with np.errstate(all="ignore"):
+        for t in (model.predict_proba(x), model.trace(x[0]).probabilities):
+            assert np.isfinite(t).all()
+            np.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=1e-6)

@@ -1,5 +1,8 @@
 """Files: opening good and bad images, drag and drop, saving the drawing, missing and corrupt models."""
 
+import contextlib
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +84,33 @@ def test_drag_and_drop_an_image_and_a_model(make_window, trained_model_path, unt
     bad.write_text("not a picture")
     _drop(w, bad)
     assert "notes.txt" in w.last_message.text()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
+def test_open_or_drop_a_named_pipe_names_it_and_never_freezes(make_window, untrained_model_path, tmp_path, qtbot):
+    """Opening a FIFO used to block the GUI thread in open() until something wrote to it."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def release_a_blocked_reader():  # a safety net only: a regression fails the test instead of hanging it
+        if not done.wait(30):
+            with contextlib.suppress(OSError):  # ENXIO when no reader waits: the expected case
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    safety = threading.Thread(target=release_a_blocked_reader, daemon=True)
+    safety.start()
+    try:
+        w = make_window(untrained_model_path)
+        assert not w.open_image(fifo)
+        assert "pipe.png: is a named pipe (FIFO), not a regular file" in w.last_message.text()
+        w.last_message.close()
+        qtbot.waitUntil(lambda: w.last_message is None, timeout=2000)
+        _drop(w, fifo)
+        assert "pipe.png: is a named pipe (FIFO)" in w.last_message.text()
+    finally:
+        done.set()
+        safety.join()
 
 
 def test_drag_without_files_is_refused(make_window, untrained_model_path):

@@ -214,10 +214,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         if not self.slow:
             return super().do_GET()
         self.send_response(200)
-        self.send_header("Content-Length", str(64 * 1024 * 1000))
+        self.send_header("Content-Length", str(64 * 1024 * 500))  # within what train-images can be
         self.end_headers()
         try:
-            for _ in range(1000):
+            for _ in range(500):
                 self.wfile.write(b"\0" * 64 * 1024)
                 self.wfile.flush()
                 time.sleep(0.02)

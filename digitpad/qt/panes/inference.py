@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF
 
 from digitpad.qt.panes import THEMES, Theme, bar_labels, quiet_plot, style_plot
-from digitpad.qt.reading import Reading
+from digitpad.core.reading import Reading
 
 DIGITS = np.arange(10)
 DIGIT_TICKS = [[(i, str(i)) for i in range(10)]]
