@@ -9,6 +9,8 @@ skip of such a test is reported as a failure instead (CI sets it: nothing is los
 import gzip
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +89,24 @@ def mnist_mirror(source: Path, folder: Path) -> Path:
             with open(Path(source) / name, "rb") as src, gzip.open(folder / packed.name, "wb", compresslevel=1) as dst:
                 shutil.copyfileobj(src, dst)
     return folder
+
+
+_DROP_ROOT = """
+import os
+if os.geteuid() == 0:  # root ignores file modes: run the rest as 'nobody', for whom they hold
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+"""
+
+
+def run_unprivileged(imports: str, body: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``imports``, then ``body`` as an unprivileged user, in a child Python in ``cwd``.
+
+    Tests of permission errors run as root in CI, and root ignores file modes: as root the
+    child drops to uid/gid 65534 after its imports (the checkout may be unreadable to it).
+    Give paths relative to ``cwd`` (a folder made 0755): pytest's temporary parents are 0700.
+    """
+    script = imports + _DROP_ROOT + body
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from digitpad.imageio import ImageReadError, ImageWriteError, load_image, save_png
+from tests.conftest import run_unprivileged
 from tests.child import refusal_in_child
 
 
@@ -171,32 +172,18 @@ def test_read_error_is_a_value_error():
     assert issubclass(ImageReadError, ValueError)
 
 
-_READ_AS_NOBODY = """
-import os, sys
-from digitpad.imageio import ImageReadError, load_image
-from PySide6.QtGui import QImageReader  # imported before dropping privileges, like everything it needs
-if os.geteuid() == 0:  # root reads any file: read as 'nobody', for whom the permissions hold
-    os.setgroups([])
-    os.setgid(65534)
-    os.setuid(65534)
-try:
-    load_image(sys.argv[1])
-except ImageReadError as e:
-    print(e)
-else:
-    print("read")
-"""
-
-
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file permissions")
 def test_unreadable_file(tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()
-    folder.chmod(0o755)  # entered by its relative name below, so the parents' modes do not matter
+    folder.chmod(0o755)
     path = save_png(folder / "locked.png", digit_picture())
     path.chmod(0)
-    proc = subprocess.run([sys.executable, "-c", _READ_AS_NOBODY, "locked.png"], cwd=folder,
-                          capture_output=True, text=True, timeout=60)
+    imports = ("import sys\nfrom digitpad.imageio import ImageReadError, load_image\n"
+               "from PySide6.QtGui import QImageReader\n")
+    body = ("try:\n    load_image(sys.argv[1])\nexcept ImageReadError as e:\n    print(e)\n"
+            "else:\n    print('read')\n")
+    proc = run_unprivileged(imports, body, "locked.png", cwd=folder)
     assert proc.returncode == 0, proc.stderr
     assert "locked.png" in proc.stdout and "cannot be read" in proc.stdout
 

@@ -6,7 +6,9 @@ import gzip
 import hashlib
 import http.server
 import io
+import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -20,7 +22,7 @@ from digitpad.core.data import FILES, DataError, find_data_dir, load_mnist, read
 from digitpad.core.download import DownloadCancelled, DownloadError, download_mnist
 from tests.core.test_data import (TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, idx_bytes,
                                    isolated_locations)  # noqa: F401  (autouse fixture)
-from tests.conftest import mnist_mirror
+from tests.conftest import mnist_mirror, run_unprivileged
 
 _REAL_DIR = os.environ.get("DIGITPAD_DATA_DIR")
 
@@ -365,17 +367,23 @@ def test_download_under_a_file_is_one_clear_line(tmp_path, mirror):
     assert requests == []
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file permissions")
 def test_download_into_a_read_only_folder_is_one_clear_line(tmp_path, mirror):
     url, _ = mirror("good")
-    dest = tmp_path / "ro"
-    dest.mkdir()
-    dest.chmod(0o555)
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o755)
+    (home / "ro").mkdir()
+    (home / "ro").chmod(0o555)
+    imports = "import json, sys\nfrom digitpad.core.download import DownloadError, download_mnist\n"
+    body = ("try:\n    download_mnist(sys.argv[1], mirrors=(sys.argv[2],), expected=json.loads(sys.argv[3]), "
+            "timeout=5)\nexcept DownloadError as e:\n    print(e)\n")
     try:
-        with pytest.raises(DownloadError, match="cannot save the download there .Permission denied"):
-            download_mnist(dest, mirrors=(url,), expected=EXPECTED, timeout=5)
+        proc = run_unprivileged(imports, body, "ro", url, json.dumps(EXPECTED), cwd=home)
     finally:
-        dest.chmod(0o755)
+        (home / "ro").chmod(0o755)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.fullmatch(r"ro: cannot save the download there .Permission denied.\n", proc.stdout), proc.stdout
 
 
 CHILD_DOWNLOAD = """
