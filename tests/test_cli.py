@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from digitpad.core.model_io import shipped_model_path
+from digitpad.core.model_io import load_model, shipped_model_path
+from tests.conftest import near_ties
 
 
 def digitpad(*args, env=None, timeout=300):
@@ -105,7 +106,7 @@ def test_predict_with_a_corrupt_model_says_so(pictures, tmp_path):
 
 
 @pytest.mark.mnist
-def test_train_json_saves_a_model_that_eval_reads(mnist_dir, tmp_path):
+def test_train_json_saves_a_model_that_eval_reads(mnist, mnist_dir, tmp_path):
     out = tmp_path / "small.npz"
     proc = digitpad("train", "--data-dir", str(mnist_dir), "--hidden", "32", "--epochs", "1", "--limit", "3000",
                     "--seed", "3", "--out", str(out), "--json", "--quiet")
@@ -114,7 +115,10 @@ def test_train_json_saves_a_model_that_eval_reads(mnist_dir, tmp_path):
     assert summary["model"] == str(out) and out.is_file()
     assert 0.5 < summary["test_accuracy"] <= 1 and summary["config"]["hidden"] == [32]
     evaluated = json.loads(digitpad("eval", "--model", str(out), "--data-dir", str(mnist_dir), "--json").stdout)
-    assert evaluated["accuracy"] == pytest.approx(summary["test_accuracy"])
+    # train and eval read the test set in batches of different sizes: near ties may go either way
+    model, _ = load_model(out)
+    ties = int(near_ties(model.logits(mnist.test_images)).sum())
+    assert abs(evaluated["accuracy"] - summary["test_accuracy"]) * evaluated["n"] <= ties + 1e-9
 
 
 def test_train_refuses_bad_settings_naming_them(tmp_path):

@@ -10,6 +10,7 @@ from digitpad.cli import main, mistake_file_name
 from digitpad.core.model_io import build_metadata, save_model
 from digitpad.core.train import TrainConfig, Trainer
 from digitpad.imageio import load_image
+from tests.conftest import assert_same_answers, near_ties
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +49,17 @@ def test_eval_json_has_confusion_per_class_and_calibration(small_model, mnist, m
     for f in files[:40]:
         i, label, answer, pct = map(int, pattern.fullmatch(f.name).groups())
         assert label == mnist.test_labels[i] and label != answer
-        probs = model.predict_proba(mnist.test_images[i])[0]
-        assert answer == probs.argmax() and pct == round(probs.max() * 100)
+        one = mnist.test_images[i]  # alone, not in the batch eval read it in: equal up to rounding
+        assert_same_answers([answer], model.logits(one))
+        assert abs(pct - model.predict_proba(one)[0].max() * 100) <= 0.5 + 1e-3
         index.append(i)
     np.testing.assert_array_equal(load_image(files[0])[:, :, 0], mnist.test_images[index[0]])
-    wrong = np.flatnonzero(model.predict(mnist.test_images) != mnist.test_labels)
-    assert sorted(int(pattern.fullmatch(f.name).group(1)) for f in files) == wrong.tolist()
+    # the whole set in one product: the same mistakes, except perhaps near ties
+    logits = model.logits(mnist.test_images)
+    written = np.zeros(len(logits), bool)
+    written[[int(pattern.fullmatch(f.name).group(1)) for f in files]] = True
+    wrong = logits.argmax(1) != mnist.test_labels
+    assert not np.any((written != wrong) & ~near_ties(logits))
 
 
 def test_eval_text_uses_the_model_temperature(small_model, mnist_dir, capsys, tmp_path):

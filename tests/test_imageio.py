@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from digitpad.imageio import ImageReadError, ImageWriteError, load_image, save_png
+from tests.conftest import run_unprivileged
 from tests.child import refusal_in_child
 
 
@@ -171,15 +172,20 @@ def test_read_error_is_a_value_error():
     assert issubclass(ImageReadError, ValueError)
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file permissions")
 def test_unreadable_file(tmp_path):
-    path = save_png(tmp_path / "locked.png", digit_picture())
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    folder.chmod(0o755)
+    path = save_png(folder / "locked.png", digit_picture())
     path.chmod(0)
-    try:
-        with pytest.raises(ImageReadError, match="cannot be read"):
-            load_image(path)
-    finally:
-        path.chmod(0o644)
+    imports = ("import sys\nfrom digitpad.imageio import ImageReadError, load_image\n"
+               "from PySide6.QtGui import QImageReader\n")
+    body = ("try:\n    load_image(sys.argv[1])\nexcept ImageReadError as e:\n    print(e)\n"
+            "else:\n    print('read')\n")
+    proc = run_unprivileged(imports, body, "locked.png", cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    assert "locked.png" in proc.stdout and "cannot be read" in proc.stdout
 
 
 # ---------------------------------------------------------------- writing

@@ -2,13 +2,16 @@
 
 ``run(model_path=None, argv=None)`` is what ``digitpad`` (and ``digitpad gui``) calls.
 The exception hook logs every uncaught exception to the user log folder and shows it in
-a non-blocking dialog, so nothing the user does ends the app silently.
+a non-blocking dialog, so nothing the user does ends the app silently. When Qt finds no
+platform plugin it can start (no display, or system libraries missing on a bare Linux),
+digitpad says what to do and exits with status 1 instead of letting Qt abort.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 import traceback
@@ -112,14 +115,82 @@ def make_icon():
     return QIcon(str(ICON_PATH)) if ICON_PATH.is_file() else QIcon()
 
 
+# What Qt's xcb platform plugin (the window on X11) needs beyond Python on Debian/Ubuntu;
+# the rest comes with these as dependencies. README lists the same.
+QT_XCB_PACKAGES = ("libegl1 libgl1 libfontconfig1 libglib2.0-0 libdbus-1-3 libxkbcommon-x11-0 "
+                   "libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0")
+
+
+def platform_plugin_hint(messages: list[str]) -> str:
+    """What to do when Qt found no platform plugin it could start, from Qt's messages."""
+    text = "\n".join(messages)
+    match = re.search(r'platform plugin "([^"]+)"', text)
+    name = match.group(1) if match else os.environ.get("QT_QPA_PLATFORM", "xcb")
+    if not sys.platform.startswith("linux"):
+        return f'digitpad: Qt cannot start its "{name}" platform plugin (see Qt\'s messages above).'
+    if "could not connect to display" in text:
+        return (f"digitpad: no display to open the window on (DISPLAY={os.environ.get('DISPLAY', '')!r}): "
+                "start digitpad from a desktop session, or under Xvfb.")
+    problem = _plugin_load_error(name)
+    if problem is None:
+        return f'digitpad: this Qt has no "{name}" platform plugin (QT_QPA_PLATFORM): see the list above.'
+    lines = [f'digitpad: Qt cannot start its "{name}" platform plugin, which draws the window.']
+    if problem:
+        lines.append(f"  {problem}")
+    lines.append("On Debian or Ubuntu, install the system libraries Qt needs:")
+    lines.append(f"  sudo apt-get install {QT_XCB_PACKAGES}")
+    return "\n".join(lines)
+
+
+def _plugin_load_error(name: str) -> str | None:
+    """The dynamic loader's complaint about platform plugin ``name`` (the missing library, say):
+    "" when it loads, None when there is no such plugin."""
+    import ctypes
+
+    from PySide6.QtCore import QLibraryInfo
+
+    plugin = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / f"libq{name}.so"
+    if not plugin.is_file():
+        return None
+    try:
+        ctypes.CDLL(str(plugin))
+    except OSError as e:
+        return str(e)
+    return ""
+
+
+class _PlatformPluginCheck:
+    """Qt message handler while QApplication starts: Qt's fatal "no Qt platform plugin could be
+    initialized" would abort the process; print what to install instead and exit with status 1."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def __call__(self, mode, context, message) -> None:
+        from PySide6.QtCore import QtMsgType, qFormatLogMessage
+
+        self.messages.append(message)
+        sys.stderr.write(qFormatLogMessage(mode, context, message) + "\n")
+        if mode == QtMsgType.QtFatalMsg and "platform plugin" in message:
+            hint = platform_plugin_hint(self.messages)
+            log.error("%s", hint)
+            sys.stderr.write(hint + "\n")
+            sys.stderr.flush()
+            os._exit(1)  # Qt cannot go on, and returning would abort with a core dump
+
+
 def create_application(argv: list[str] | None = None):
     """The QApplication, created once, named and styled."""
-    from PySide6.QtCore import QCoreApplication, Qt
+    from PySide6.QtCore import QCoreApplication, Qt, qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance()
     if app is None:
-        app = QApplication(list(sys.argv if argv is None else argv) or ["digitpad"])
+        previous = qInstallMessageHandler(_PlatformPluginCheck())
+        try:
+            app = QApplication(list(sys.argv if argv is None else argv) or ["digitpad"])
+        finally:
+            qInstallMessageHandler(previous)
     # every mouse position matters when drawing: no merging of queued moves while the app is busy
     # (set after construction: QGuiApplication turns it on while starting up)
     QCoreApplication.setAttribute(Qt.AA_CompressHighFrequencyEvents, False)

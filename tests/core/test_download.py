@@ -6,7 +6,9 @@ import gzip
 import hashlib
 import http.server
 import io
+import json
 import os
+import re
 import socket
 import threading
 from pathlib import Path
@@ -20,6 +22,7 @@ from digitpad.core.data import FILES, DataError, find_data_dir, load_mnist, read
 from digitpad.core.download import DownloadCancelled, DownloadError, download_mnist
 from tests.core.test_data import (TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, idx_bytes,
                                    isolated_locations)  # noqa: F401  (autouse fixture)
+from tests.conftest import mnist_mirror, run_unprivileged
 
 _REAL_DIR = os.environ.get("DIGITPAD_DATA_DIR")
 
@@ -364,17 +367,23 @@ def test_download_under_a_file_is_one_clear_line(tmp_path, mirror):
     assert requests == []
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes into read-only folders")
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file permissions")
 def test_download_into_a_read_only_folder_is_one_clear_line(tmp_path, mirror):
     url, _ = mirror("good")
-    dest = tmp_path / "ro"
-    dest.mkdir()
-    dest.chmod(0o555)
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o755)
+    (home / "ro").mkdir()
+    (home / "ro").chmod(0o555)
+    imports = "import json, sys\nfrom digitpad.core.download import DownloadError, download_mnist\n"
+    body = ("try:\n    download_mnist(sys.argv[1], mirrors=(sys.argv[2],), expected=json.loads(sys.argv[3]), "
+            "timeout=5)\nexcept DownloadError as e:\n    print(e)\n")
     try:
-        with pytest.raises(DownloadError, match="cannot save the download there .Permission denied"):
-            download_mnist(dest, mirrors=(url,), expected=EXPECTED, timeout=5)
+        proc = run_unprivileged(imports, body, "ro", url, json.dumps(EXPECTED), cwd=home)
     finally:
-        dest.chmod(0o755)
+        (home / "ro").chmod(0o755)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert re.fullmatch(r"ro: cannot save the download there .Permission denied.\n", proc.stdout), proc.stdout
 
 
 CHILD_DOWNLOAD = """
@@ -493,15 +502,15 @@ def test_tqdm_progress_draws_one_bar_per_file_and_survives_retries(tmp_path, mir
 @pytest.mark.mnist
 def test_download_real_mnist_from_a_local_mirror(tmp_path):
     """The real files, served over HTTP, download and verify against FILES."""
-    if not _REAL_DIR or not all((Path(_REAL_DIR) / f"{n}.gz").is_file() for n in FILES):
-        pytest.skip("real MNIST .gz files not available: DIGITPAD_DATA_DIR is not set "
-                    "or does not hold the four .gz files")
+    if not _REAL_DIR:
+        pytest.skip("real MNIST not available: DIGITPAD_DATA_DIR is not set")
+    mirror = str(mnist_mirror(Path(_REAL_DIR), tmp_path / "mirror"))  # plain files are served as .gz
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-    handler = lambda *a, **k: Quiet(*a, directory=_REAL_DIR, **k)  # noqa: E731
+    handler = lambda *a, **k: Quiet(*a, directory=mirror, **k)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()

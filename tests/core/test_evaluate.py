@@ -19,6 +19,7 @@ from digitpad.core.evaluate import (
 from digitpad.core.functional import softmax
 from digitpad.core.mlp import MLP, MLPConfig
 from digitpad.core.train import TrainConfig, Trainer, evaluate
+from tests.conftest import assert_same_answers, near_ties
 
 
 def noisy_set(n=3000, seed=0):
@@ -39,7 +40,9 @@ def test_confusion_sums_to_set_size_and_diagonal_is_accuracy():
     assert ev.confusion.sum() == ev.n == len(labels)
     assert np.trace(ev.confusion) / ev.n == pytest.approx(ev.accuracy)
     assert 0.55 < ev.accuracy < 0.75  # a real mix of right and wrong
-    assert ev.accuracy == pytest.approx(evaluate(model, images, labels)[1])
+    # evaluate() reads in batches of another size: only near ties may be read differently
+    ties = near_ties(model.logits(images)).sum()
+    assert abs(ev.accuracy - evaluate(model, images, labels)[1]) * ev.n <= ties
     np.testing.assert_array_equal(ev.confusion.sum(axis=1), np.bincount(labels, minlength=10))
     for k in range(10):
         assert ev.per_class[k] == pytest.approx(np.mean(ev.predictions[labels == k] == k))
@@ -53,7 +56,8 @@ def test_confusion_sums_to_set_size_and_diagonal_is_accuracy():
 def test_mistakes_are_exactly_the_wrong_answers_most_confident_first():
     model, images, labels = noisy_set(seed=1)
     ev = evaluate_model(model, images, labels)
-    expected = np.flatnonzero(model.predict(images) != labels)
+    assert_same_answers(ev.predictions, model.logits(images))  # read in batches, not in one product
+    expected = np.flatnonzero(ev.predictions != labels)
     assert len(expected) > 100
     np.testing.assert_array_equal(np.sort(ev.mistakes), expected)
     conf = ev.confidences[ev.mistakes]

@@ -51,11 +51,26 @@ def test_keeps_one_thread_when_two_are_slow_and_retries_later(monkeypatch):
 
 
 def test_fixed_count_never_probes(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
     clock = Clock()
     monkeypatch.setattr(threads_mod.time, "perf_counter", clock)
+    before = blas_threads()
     t = BlasThreads(fixed=1)
-    assert t.candidates == []
-    for _ in range(50):
-        t.start_step()
-        t.end_step()
-    t.restore()
+    real, t._controller = t._controller, FakeController()  # record every switch from here on
+    try:
+        assert t.candidates == [] and not t.enabled
+        for i in range(50):
+            t.start_step()
+            clock.now += 0.010 if i % 2 else 0.001  # timings that would make a prober switch
+            t.end_step()
+        assert t._controller.limits == []  # never switched: no probe ran
+        assert t.current == t.best == 1
+        assert set(blas_threads()) <= {1}  # and the BLAS really ran with one thread
+    finally:
+        t._controller = real
+        t.restore()
+    assert blas_threads() == before

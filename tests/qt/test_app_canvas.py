@@ -8,7 +8,7 @@ from PySide6.QtCore import QEvent, QPointF, Qt
 from PySide6.QtGui import QInputDevice, QPointingDevice, QTabletEvent
 from PySide6.QtWidgets import QApplication
 
-from digitpad.qt.canvas import BITMAP_SIZE, Canvas, _Raster
+from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, Canvas, _Raster
 
 
 def _redrawn(canvas: Canvas) -> np.ndarray:
@@ -94,6 +94,7 @@ def test_clear_during_a_stroke_on_an_empty_canvas_leaves_no_ink(canvas):
 
 
 def test_undo_and_redo_replay_exactly(canvas):
+    canvas.set_pen_width(DEFAULT_PEN_WIDTH)  # the module's canvas keeps whatever width the last test left
     canvas.set_picture(None)
     canvas.clear()
     snapshots = [canvas.bitmap()]

@@ -21,9 +21,7 @@ from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QPushButton
 from digitpad.core import data as data_mod
 from digitpad.core.train import PRESETS, TrainConfig
 from digitpad.qt.train_dialog import DataDialog, TrainDialog, load_last_config, missing_files, parse_hidden
-
-SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "mnist"
-
+from tests.conftest import mnist_mirror
 
 @pytest.fixture
 def settings(tmp_path):
@@ -245,10 +243,9 @@ def server():
         s.server_close()
 
 
-@pytest.mark.skipif(not (SHARED_MNIST / "train-labels-idx1-ubyte.gz").is_file(),
-                    reason=f"the MNIST files are not in {SHARED_MNIST}")
-def test_download_shows_progress_and_fills_the_folder(qtbot, tmp_path, server):
-    url = server(SHARED_MNIST)
+@pytest.mark.mnist
+def test_download_shows_progress_and_fills_the_folder(qtbot, tmp_path, server, mnist_dir):
+    url = server(mnist_mirror(mnist_dir, tmp_path / "mirror"))
     dest = tmp_path / "mnist"
     d = DataDialog(None, dest=dest, mirrors=(url,))
     qtbot.addWidget(d)
