@@ -120,13 +120,6 @@ class _Raster:
         if n:
             _paint_segments(painter, pts, width, self.scale, n - 1, n)
 
-    def finish(self, pts, width: float) -> None:
-        self.grow(pts, width)
-        p = self._painter()
-        self.paint_tail(p, pts, width)
-        p.end()
-        self._drawn = 0
-
 
 def rgba_to_qimage(rgba: np.ndarray) -> QImage:
     """A QImage owning a copy of an (H, W, 4) uint8 RGBA array."""
@@ -312,11 +305,14 @@ class Canvas(QWidget):
         if self._points is None:
             return
         pts, self._points = self._points, None
-        self._bitmap.finish(pts, self._stroke_width)
-        if self._display is not None:
-            self._display.finish(pts, self._stroke_width)
         stroke = Stroke(np.array(pts, dtype=np.float32), self._stroke_width)
         self._strokes.append(stroke)
+        # a finished drawing is painted the one way undo, redo and resizing paint it, so the
+        # network reads the same pixels for the same strokes (painting a stroke piece by piece
+        # while it grows differs from painting it whole by a few grey levels at some widths)
+        self._bitmap.redraw(self._strokes)
+        if self._display is not None:
+            self._display.redraw(self._strokes)
         self._undo.append(("stroke", stroke))
         self._redo.clear()
         self.update()

@@ -83,6 +83,25 @@ def test_points_that_float32_cannot_hold_paint_the_same_live_and_redrawn(canvas,
     assert np.array_equal(canvas.bitmap(), _redrawn(canvas))
 
 
+def test_a_finished_stroke_is_the_same_pixels_as_its_redraw_at_every_pen_width(canvas):
+    """Painting a stroke piece by piece as it grew differed from painting it whole by a few grey
+    levels at some pen widths, so undo or a resize changed what the network read."""
+    rng = np.random.default_rng(5)
+    pts = rng.uniform(30, 250, size=(25, 2))
+    differing = []
+    for width in np.arange(4.0, 48.5, 0.5):
+        canvas.set_picture(None)
+        canvas.clear()
+        canvas.set_pen_width(float(width))
+        canvas.begin_stroke(*pts[0], 0.8)
+        for x, y in pts[1:]:
+            canvas.extend_stroke(x, y, 0.6)
+        canvas.end_stroke()
+        if not np.array_equal(canvas.bitmap(), _redrawn(canvas)):
+            differing.append(float(width))
+    assert differing == []
+
+
 def test_clear_during_a_stroke_on_an_empty_canvas_leaves_no_ink(canvas):
     canvas.set_picture(None)
     canvas.clear()
