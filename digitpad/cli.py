@@ -293,8 +293,9 @@ def _train_output(args) -> "Path":
     return path
 
 
-def _run_with_progress(trainer, args, config):
-    """Iterate ``trainer`` under a progress bar; the first Ctrl-C stops at a step boundary, a second aborts."""
+def _run_with_progress(trainer, args, config, recorder):
+    """Iterate ``trainer`` under a progress bar, recording each record in the run history; the
+    first Ctrl-C stops at a step boundary, a second aborts."""
     import signal
     import threading
 
@@ -318,6 +319,7 @@ def _run_with_progress(trainer, args, config):
     announced = False
     try:
         for rec in trainer:
+            recorder.add(rec)
             if trainer.stopping and not announced:
                 announced = True
                 bar.write("digitpad: stopping; keeping the best weights so far (Ctrl-C again to abort)",
@@ -396,6 +398,7 @@ def _train(args) -> int:
 
     from digitpad.core.data import DataError, load_mnist
     from digitpad.core.model_io import ModelFileError, build_metadata, free_path
+    from digitpad.core.runs import open_recorder
     from digitpad.core.train import PRESETS, Trainer, evaluate, with_overrides
 
     try:
@@ -420,9 +423,23 @@ def _train(args) -> int:
         trainer = Trainer(config, mnist)
     except ValueError as e:
         return _fail(f"invalid setting: {e}")
+    recorder, problem = open_recorder(config, "cli", name=f"{args.preset} (terminal)",
+                                      extra={"preset": args.preset, "command": shlex.join(["digitpad", *args.argv])})
+    if problem:
+        print(f"digitpad: {problem}", file=sys.stderr)
+    with recorder:  # a run cut short by an error or a second Ctrl-C is kept as interrupted
+        return _train_and_save(args, config, mnist, trainer, out, recorder)
+
+
+def _train_and_save(args, config, mnist, trainer, out, recorder) -> int:
+    import time
+
+    from digitpad.core.model_io import ModelFileError, build_metadata, free_path
+    from digitpad.core.train import evaluate
+
     t0 = time.perf_counter()
     try:
-        result = _run_with_progress(trainer, args, config)
+        result = _run_with_progress(trainer, args, config, recorder)
     except KeyboardInterrupt:
         return _fail("training aborted; no model was saved", 130)
     code = 1 if result.diverged else 0
@@ -468,6 +485,7 @@ def _train(args) -> int:
         if ctrl_c.caught:
             note = f"interrupted; finished saving {path} first" if note is None else note
             code = 130
+    recorder.finish(result, test_accuracy=test_acc, test_loss=test_loss, model_path=path)
     if note:
         print(f"digitpad: {note}", file=sys.stderr)
     summary = {
@@ -483,6 +501,7 @@ def _train(args) -> int:
         "stopped": result.stopped,
         "message": result.message,
         "config": config.to_dict(),
+        "run": recorder.id,
     }
     if args.json:
         print(_json(summary))

@@ -270,3 +270,29 @@ def test_a_full_disk_saves_the_model_elsewhere_and_says_where(small_mnist, monke
     assert f"cannot write {full / 'm.npz'} (No space left on device); saved the model as {saved} instead" in line
     assert strict_json(captured.out)["model"] == str(saved)
     assert model_io.load_model(saved)[0].is_finite() and not (full / "m.npz").exists()
+
+
+def test_a_terminal_run_is_recorded_in_the_run_history(small_mnist, tmp_path, capsys):
+    from digitpad.core.runs import list_runs, load_curves, runs_dir
+
+    before = {r.id for r in list_runs()[0]}
+    out = tmp_path / "m.npz"
+    assert cli.main(["train", *SMALL_RUN, "--out", str(out), "--json"]) == 0
+    summary = strict_json(capsys.readouterr().out)
+    new = [r for r in list_runs()[0] if r.id not in before]
+    assert [r.id for r in new] == [summary["run"]] and new[0].folder.parent == runs_dir()
+    run = new[0]
+    assert run.status == "finished" and run.info["source"] == "cli" and run.info["kept"] is True
+    assert run.info["model"] == str(out.resolve()) and run.info["test_accuracy"] == pytest.approx(
+        summary["test_accuracy"], rel=1e-5)
+    assert len(load_curves(run).steps["step"]) == summary["steps"]
+
+
+def test_a_diverged_terminal_run_is_recorded_as_diverged(small_mnist, tmp_path, capsys):
+    from digitpad.core.runs import find_run
+
+    code = cli.main(["train", "--hidden", "16", "--lr", "1e5", "--optimizer", "sgd", "--epochs", "1",
+                     "--limit", "1000", "--quiet", "--out", str(tmp_path / "m.npz"), "--json"])
+    assert code == 1
+    run = find_run(strict_json(capsys.readouterr().out)["run"])
+    assert run.status == "diverged" and run.info["kept"] is False

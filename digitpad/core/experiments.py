@@ -114,33 +114,15 @@ def _test_accuracy(model, mnist) -> float:
     return evaluate(model, mnist.test_images, mnist.test_labels)[1]
 
 
-class _NoRecord:
-    """Stands in for a ``RunRecorder`` when an arm is not to be kept in the run history."""
-
-    id = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
-
-    def add(self, record) -> None:
-        pass
-
-    def finish(self, *args, **kwargs) -> None:
-        pass
-
-
 def run_digitpad_arm(experiment: Experiment, arm: Arm, mnist, record: bool = True, root=None,
                      on_record=None, should_stop=None) -> ArmResult:
     """Train one arm with digitpad's trainer, recording it as a run; return what it measured."""
-    from digitpad.core.runs import RunRecorder
+    from digitpad.core.runs import NullRecorder, RunRecorder
     from digitpad.core.train import EpochRecord, Trainer
 
     trainer = Trainer(arm.config, mnist)
     recorder = RunRecorder(arm.config, source="experiment", name=f"{experiment.name}: {arm.name}", root=root,
-                           extra={"experiment": experiment.name, "arm": arm.name}) if record else _NoRecord()
+                           extra={"experiment": experiment.name, "arm": arm.name}) if record else NullRecorder()
     epoch_acc, epoch_s = [], []
     grad_rows, dead_last = [], []
     with recorder:
@@ -175,7 +157,7 @@ def run_sklearn_arm(experiment: Experiment, arm: Arm, mnist, record: bool = True
 
     from sklearn.neural_network import MLPClassifier
 
-    from digitpad.core.runs import RunRecorder
+    from digitpad.core.runs import NullRecorder, RunRecorder
     from digitpad.core.train import EpochRecord, TrainResult, split_indices
 
     cfg = arm.config
@@ -192,7 +174,7 @@ def run_sklearn_arm(experiment: Experiment, arm: Arm, mnist, record: bool = True
                         shuffle=True)
     recorder = RunRecorder(cfg, source="experiment", name=f"{experiment.name}: {arm.name}", root=root,
                            extra={"experiment": experiment.name, "arm": arm.name, "engine": "sklearn"}
-                           ) if record else _NoRecord()
+                           ) if record else NullRecorder()
     epoch_acc, epoch_s, seconds = [], [], 0.0
     classes = np.arange(10)
     steps_per_epoch = -(-len(y) // cfg.batch_size)

@@ -283,6 +283,44 @@ class RunRecorder:
         self.close()
 
 
+class NullRecorder:
+    """Stands in for a ``RunRecorder`` when a run is not to be (or cannot be) recorded."""
+
+    id = None
+    folder = None
+
+    def __enter__(self) -> "NullRecorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add(self, record) -> None:
+        pass
+
+    def event(self, step: int, t: float, text: str) -> None:
+        pass
+
+    def finish(self, *args, **kwargs) -> None:
+        pass
+
+    def set_model(self, model_path) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def open_recorder(config, source: str, name: str | None = None, root=None, extra: dict | None = None):
+    """A ``RunRecorder`` for a new run, or a ``NullRecorder`` and a note saying why the run
+    history cannot take it (a full or read-only data folder must not stop the training)."""
+    try:
+        return RunRecorder(config, source=source, name=name, root=root, extra=extra), None
+    except OSError as e:
+        where = root if root is not None else runs_dir()
+        return NullRecorder(), f"this run is not kept in the run history: cannot write in {where} ({e.strerror or e})"
+
+
 # ---- reading -------------------------------------------------------------------------------
 
 
