@@ -217,7 +217,7 @@ def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWi
     """A display plot: no mouse zoom or menu, ranges set by the pane, no SI-prefix relabelling."""
     w = pg.PlotWidget()
     w.setObjectName(name)
-    w.setMinimumSize(120, 64)
+    w.setMinimumSize(60, 64)  # narrow enough for five layers beside the settings at 1024 px
     w.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
     item = w.getPlotItem()
     quiet_plot(item)
@@ -261,7 +261,7 @@ def _set_range(w: pg.PlotWidget, x: tuple | None = None, y: tuple | None = None)
 
 
 class ResultPanel(QWidget):
-    """End of a run: the new model's test accuracy beside the old one's, and Keep / Revert."""
+    """End of a run, on the Train page: the new model's test accuracy beside the old one's, and Keep / Revert."""
 
     keep_requested = Signal()
     revert_requested = Signal()
@@ -281,11 +281,14 @@ class ResultPanel(QWidget):
         self.revert_button.setToolTip("Throw the new network away; the current one comes back")
         self.keep_button.clicked.connect(self.keep_requested)
         self.revert_button.clicked.connect(self.revert_requested)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(4, 2, 4, 2)
-        row.addWidget(self.label, 1)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 4, 0, 4)
+        col.addWidget(self.label)
+        row = QHBoxLayout()
         row.addWidget(self.keep_button)
         row.addWidget(self.revert_button)
+        row.addStretch(1)
+        col.addLayout(row)
 
     def show_outcome(self, outcome) -> None:
         """Describe ``outcome`` (a worker.RunOutcome) and offer the choice."""
@@ -317,15 +320,18 @@ class TrainingPanes(QWidget):
         super().__init__(parent)
         self.setObjectName("training_panes")
         self.theme = theme
+        # the text sits beside a thin bar, never on its fill where part of it would be unreadable
         self.progress = QProgressBar()
         self.progress.setObjectName("train_progress")
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("no training yet")
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(8)
         self.progress.setValue(0)
+        self.progress_text = QLabel()
+        self.progress_text.setObjectName("train_progress_text")
+        self.progress_text.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # never widens the page
+        self.set_progress_text("no training yet")
         self.status = QLabel()
         self.status.setObjectName("train_status")
-        self.result_panel = ResultPanel()
-        self.result_panel.hide()
 
         key = ('<span style="color:#4287f5">━ train</span> '
                '<span style="color:#facc15">■ validation</span>')
@@ -362,12 +368,17 @@ class TrainingPanes(QWidget):
         self.grad_key = QLabel()  # the legend, outside the plot so it never hides a line
         self.grad_key.setObjectName("grad_norm_key")
         self.grad_key.setTextFormat(Qt.RichText)
+        self.grad_key.setWordWrap(True)
         guide = pg.InfiniteLine(pos=math.log10(UPDATE_RATIO_GUIDE), angle=0,
                                 pen=pg.mkPen((200, 200, 200, 110), style=Qt.DotLine))
         self.update_ratio_plot.addItem(guide)  # ~1e-3 is the usual healthy update size
 
         top = QHBoxLayout()
-        top.addWidget(self.progress, 5)
+        progress = QVBoxLayout()
+        progress.setSpacing(2)
+        progress.addWidget(self.progress_text)
+        progress.addWidget(self.progress)
+        top.addLayout(progress, 5)
         top.addWidget(self.grad_hint, 6)
         top.addWidget(self.status)
         self.grad_box = QWidget()  # the gradient-norm plot under its key
@@ -381,16 +392,16 @@ class TrainingPanes(QWidget):
         self.summary_rows = 0  # 1 when wide, 2 when narrow; set by _arrange_summary
         self._title_font = QFont(self.font())
         self._title_font.setPointSizeF(9.0)  # the plots' titles are set at 9pt
-        self._arrange_summary(wide=True)
-        self.layer_grid = QGridLayout()
-        self.layer_grid.setSpacing(2)
+        self._arrange_summary(wide=False)
+        self.layer_box = QWidget()  # the per-layer heatmaps; replaced whenever the number of layers changes
+        self.layer_grid = QGridLayout(self.layer_box)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
         outer.setSpacing(2)
         outer.addLayout(top)
-        outer.addWidget(self.result_panel)
         outer.addLayout(self.summary_grid, 1)
-        outer.addLayout(self.layer_grid, 1)
+        outer.addWidget(self.layer_box, 1)
+        self._outer = outer
 
         self.act_plots: list[pg.PlotWidget] = []
         self.act_images: list[pg.ImageItem] = []
@@ -468,7 +479,6 @@ class TrainingPanes(QWidget):
         _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
         _set_range(self.update_ratio_plot, y=(-5.0, -1.0))
         self.grad_hint.setText("")
-        self.result_panel.hide()
         self._prepared = config
         self._seen = (-1, -1, -1, -1)
 
@@ -479,15 +489,28 @@ class TrainingPanes(QWidget):
         self._prepared = None
         self.progress.setRange(0, max(info.total_steps, 1))
         self.progress.setValue(0)
-        self.progress.setFormat(f"starting: {info.n_train:,} training digits, {info.total_steps:,} steps")
+        self.set_progress_text(f"starting: {info.n_train:,} training digits, {info.total_steps:,} steps")
         self._seen = (-1, -1, -1, -1)
 
+    def set_progress_text(self, text: str) -> None:
+        """What the progress bar stands for, in the label above it (the bar's own format too, for readers)."""
+        self.progress.setFormat(text)
+        self.progress_text.setText(text)
+
     def _build_layers(self, n_layers: int) -> None:
-        """Create the per-layer heatmaps and curves (only when the number of layers changes)."""
-        for w in (*self.act_plots, *self.grad_hist_plots):
-            self.layer_grid.removeWidget(w)
-            w.setParent(None)
-            w.deleteLater()
+        """Create the per-layer heatmaps and curves (only when the number of layers changes).
+
+        The grid is a new one each time: a grid keeps the stretch of columns it once had, so
+        reusing it after a deeper run would leave empty columns taking their share.
+        """
+        box = QWidget()
+        self.layer_grid = QGridLayout(box)
+        self.layer_grid.setContentsMargins(0, 0, 0, 0)
+        self.layer_grid.setSpacing(2)
+        self._outer.replaceWidget(self.layer_box, box)
+        self.layer_box.setParent(None)
+        self.layer_box.deleteLater()  # and the old heatmaps with it
+        self.layer_box = box
         for plot, curves in ((self.grad_norm_plot, self.grad_norm_curves),
                              (self.update_ratio_plot, self.update_ratio_curves),
                              (self.dead_plot, self.dead_curves)):
@@ -631,7 +654,7 @@ class TrainingPanes(QWidget):
         epochs = h.info.config.epochs
         self.progress.setMaximum(max(r.total_steps, 1))
         self.progress.setValue(r.step)
-        self.progress.setFormat(
+        self.set_progress_text(
             f"epoch {min(r.epoch + 1, epochs)}/{epochs} · step {r.step:,}/{r.total_steps:,} · "
             f"{r.samples_per_second:,.0f} digits/s · {_fmt_seconds(h.time_left())} left"
         )
@@ -639,9 +662,12 @@ class TrainingPanes(QWidget):
     def _refresh_epochs(self, h: TrainingHistory) -> None:
         e = h.epochs
         t = np.array([r.epoch for r in e], float)
-        self.loss_epoch_train.setData(t, np.array([r.train_loss for r in e]))
+        # train figures are running means over the epoch's batches: they belong to its middle,
+        # where they sit on the smoothed curve (at its end the first epoch's looked like an outlier)
+        mid = t - 0.5
+        self.loss_epoch_train.setData(mid, np.array([r.train_loss for r in e]))
         self.loss_epoch_val.setData(t, np.array([r.val_loss for r in e]))
-        self.acc_epoch_train.setData(t, np.array([r.train_accuracy for r in e]))
+        self.acc_epoch_train.setData(mid, np.array([r.train_accuracy for r in e]))
         self.acc_epoch_val.setData(t, np.array([r.val_accuracy for r in e]))
 
     def _refresh_ranges(self, h: TrainingHistory) -> None:
