@@ -62,6 +62,7 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.pgm *.ppm *.tif *.tiff 
 MODEL_FILTER = "digitpad models (*.npz);;All files (*)"
 MODEL_SUFFIXES = (".npz",)
 DEFAULT_SIZE = (1280, 800)
+MODE_BAR_WIDTH = 84  # pixels
 SCREEN_SHARE = 0.92  # the first window takes at most this share of the screen's free area
 
 # what no menu action says: the rest of F1's table is generated from the window's actions
@@ -101,6 +102,7 @@ class ModeBar(QFrame):
         super().__init__(parent)
         self.setObjectName("mode_bar")
         self.setFrameShape(QFrame.NoFrame)
+        self.setFixedWidth(MODE_BAR_WIDTH)  # showing the progress bar must not narrow the page (and the canvas)
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
         self.group.idClicked.connect(self.page_chosen)
@@ -124,7 +126,7 @@ class ModeBar(QFrame):
         button.setCheckable(True)
         button.setAutoRaise(True)
         button.setToolButtonStyle(Qt.ToolButtonTextOnly)
-        button.setMinimumSize(72, 44)
+        button.setFixedSize(MODE_BAR_WIDTH - 8, 44)
         button.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         self.group.addButton(button, len(self.buttons))
         self._layout.insertWidget(self._layout.count() - 1, button)

@@ -368,7 +368,7 @@ class TrainingPanes(QWidget):
         self.grad_key = QLabel()  # the legend, outside the plot so it never hides a line
         self.grad_key.setObjectName("grad_norm_key")
         self.grad_key.setTextFormat(Qt.RichText)
-        self.grad_key.setWordWrap(True)
+        self.grad_key.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)  # never widens the dashboard
         guide = pg.InfiniteLine(pos=math.log10(UPDATE_RATIO_GUIDE), angle=0,
                                 pen=pg.mkPen((200, 200, 200, 110), style=Qt.DotLine))
         self.update_ratio_plot.addItem(guide)  # ~1e-3 is the usual healthy update size
@@ -551,10 +551,13 @@ class TrainingPanes(QWidget):
             self.act_band_curves.append((act.plot(pen=dash), act.plot(pen=dash)))
         for c in range(n_layers):
             self.layer_grid.setColumnStretch(c, 1)
+        # the first and last layers named, the ones between by number only: one short line for any depth
+        names = [layer_name(i, n_layers) if i in (0, n_layers - 1) else str(i + 1) for i in range(n_layers)]
         self.grad_key.setText("&nbsp; ".join(
-            f'<span style="color:rgb{tuple(colors[i])}">━&nbsp;{layer_name(i, n_layers).replace(" ", "&nbsp;")}</span>'
+            f'<span style="color:rgb{tuple(colors[i])}">━&nbsp;{names[i].replace(" ", "&nbsp;")}</span>'
             for i in range(n_layers)))
-        self.grad_key.setToolTip("One line per weight layer, from the input side to the output")
+        self.grad_key.setToolTip("One line per weight layer, from the input side to the output: "
+                                 + ", ".join(layer_name(i, n_layers) for i in range(n_layers)))
         _set_range(self.grad_norm_plot, x=self.loss_plot.ranges.get("x"))
 
     def _label_layers(self, sizes: tuple, activation: str) -> None:
