@@ -20,6 +20,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -28,6 +29,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
     QStackedWidget,
@@ -386,7 +388,12 @@ class EvaluatePage(QWidget):
         self.calibration_summary.setTextFormat(Qt.RichText)
         self.calibration_summary.setWordWrap(True)
         self.calibration_summary.setAlignment(Qt.AlignTop | Qt.AlignLeft)
-        side.addWidget(self.calibration_summary, 1)
+        summary_scroll = QScrollArea()  # a long note scrolls instead of being cut off
+        summary_scroll.setWidget(self.calibration_summary)
+        summary_scroll.setWidgetResizable(True)
+        summary_scroll.setFrameShape(QFrame.NoFrame)
+        summary_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        side.addWidget(summary_scroll, 1)
         self.fit_button = QPushButton("Fit temperature on validation")
         self.fit_button.setObjectName("fit_temperature")
         self.fit_button.setToolTip("Find the softmax temperature that makes the probabilities honest on the "
@@ -448,6 +455,7 @@ class EvaluatePage(QWidget):
         self.use_fit_button.hide()
         if cover:
             self.outcome = None
+            self.summary.setText(html.escape(text.capitalize()))
             self.state.setText(f"<span style='font-size:13pt'>{html.escape(text.capitalize())}</span>")
             self.views.setCurrentWidget(self.state)
 
@@ -491,7 +499,8 @@ class EvaluatePage(QWidget):
         self.set_idle()
         self.views.setCurrentWidget(self.body)
 
-    def update_calibration(self) -> None:
+    def update_calibration(self, note: str = "") -> None:
+        """The calibration figures; ``note`` (what a temperature fit did) in place of the hint to fit one."""
         o = self.outcome
         if o is None:
             return
@@ -510,7 +519,9 @@ class EvaluatePage(QWidget):
         if r.counts[top]:
             lines.append(f"Above {r.edges[top]:.0%}: right {r.accuracy[top]:.1%}, {r.confidence[top]:.1%} sure "
                          f"on average ({int(r.counts[top]):,} digits). Log-loss {ev.nll:.4f}.")
-        if ev is raw:
+        if note:
+            lines.append(note)
+        elif ev is raw:
             lines.append("<i>No temperature yet: fit one so that “90% sure” means right about 90% of the time.</i>")
         self.calibration_summary.setText("<br>".join(lines))
 
@@ -559,7 +570,7 @@ class EvaluatePage(QWidget):
         else:
             text = (f"<b style='color:{self._theme.negative}'>Temperature {fit.temperature:.3f} would make "
                     f"calibration worse</b> ({change}); the model is unchanged.")
-        self.calibration_summary.setText(self.calibration_summary.text() + "<br>" + text)
+        self.update_calibration(note=text)
         self.use_fit_button.setVisible(not applied)
 
     def apply_theme(self, theme: Theme) -> None:
@@ -789,11 +800,12 @@ class EvaluateController(QObject):
                                            test_images=o.test_images, mnist=o.mnist)
                 self.page.set_outcome(self.outcome, self._model_name())
             return
+        had_figures = self.outcome is not None
         self.outcome = None
         self.pending_fit = None
         if self.window.current_page() is self.page and model is not None:
             QTimer.singleShot(0, self.evaluate)  # a new model (e.g. kept after retraining): measure it
-        else:
+        elif had_figures:
             self.page.set_stale()
 
     # ---- theme and closing -----------------------------------------------------------------------

@@ -405,8 +405,6 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         self.status_model = QLabel()
         self.status_model.setObjectName("status_model")
-        self.status_model.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # elided, never pushes
-        self.status_model.setMinimumWidth(120)
         self.statusBar().addPermanentWidget(self.status_model)
 
     def show_status(self, text: str, ms: int = 0) -> None:
@@ -472,8 +470,8 @@ class MainWindow(QMainWindow):
     def _default_layout(self) -> None:
         """Every splitter at its default sizes for the window's size, every pane shown, the Draw page."""
         w, h = self.width(), self.height()
-        self.draw_page.default_sizes(w - self.mode_bar.sizeHint().width(), h)
-        self.train_page.splitter.setSizes([330, max(w - 700, 300), 270])
+        self.draw_page.default_sizes(w - MODE_BAR_WIDTH, h)
+        self.train_page.default_sizes(w - MODE_BAR_WIDTH)
         self.evaluate_page.body.setSizes([int(w * 0.4), int(w * 0.6)])
         for act in self.pane_actions.values():
             act.setChecked(True)

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSizePolicy,
     QSplitter,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -45,8 +46,8 @@ DATA_DIR_KEY = "data/dir"
 REFRESH_MS = 50  # panes redraw pace (20 Hz), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
-SETTINGS_WIDTH = 330  # pixels: the settings column's default width
-LIVE_WIDTH = 270  # pixels: the live drawing column's default width
+SETTINGS_WIDTH = 370  # pixels: the settings column's default width
+LIVE_WIDTH = 250  # pixels: the live drawing column's default width
 
 
 class TrainPage(QWidget):
@@ -100,7 +101,8 @@ class TrainPage(QWidget):
         self.settings_scroll.setWidgetResizable(True)
         self.settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.settings_scroll.setFrameShape(QFrame.NoFrame)
-        self.settings_scroll.setMinimumWidth(260)
+        bar = self.settings_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent)
+        self.settings_scroll.setMinimumWidth(column.minimumSizeHint().width() + bar)  # never cut off at the side
 
         self.panes = TrainingPanes(theme=theme)
 
@@ -129,11 +131,15 @@ class TrainPage(QWidget):
         self.splitter.addWidget(live)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([SETTINGS_WIDTH, 1280 - SETTINGS_WIDTH - LIVE_WIDTH, LIVE_WIDTH])
         self.splitters = (self.splitter,)
+        self.default_sizes(1200)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.splitter)
+
+    def default_sizes(self, width: int) -> None:
+        """Settings and the live drawing at their default widths, the dashboard the rest."""
+        self.splitter.setSizes([SETTINGS_WIDTH, max(width - SETTINGS_WIDTH - LIVE_WIDTH, 300), LIVE_WIDTH])
 
     def apply_theme(self, theme: Theme) -> None:
         self.panes.apply_theme(theme)
@@ -202,6 +208,7 @@ class TrainController(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
+        self.panes.prepare(self.page.settings_form.config())  # axes and heatmaps ready before the first run
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -341,6 +348,7 @@ class TrainController(QObject):
         self.outcome = outcome
         self.window.set_reading_model(outcome.model)
         self.page.result_panel.show_outcome(outcome)
+        self.page.pending_note.show()
         self.window.mode_bar.set_progress(1.0, "training finished: keep or revert the new network")
         if outcome.diverged:
             self.panes.status.setText("diverged")
@@ -468,6 +476,7 @@ class TrainController(QObject):
             return None
         self.outcome = None
         self.page.result_panel.hide()
+        self.page.pending_note.hide()
         self.window.mode_bar.set_progress(None)
         self.window.set_model(o.model, metadata, path)
         self.window.set_reading_model(None)
@@ -482,6 +491,7 @@ class TrainController(QObject):
             return
         self.outcome = None
         self.page.result_panel.hide()
+        self.page.pending_note.hide()
         self.window.mode_bar.set_progress(None)
         self.window.set_reading_model(None)
         self._status("Reverted to the current model", 5000)

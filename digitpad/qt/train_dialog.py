@@ -155,8 +155,10 @@ class TrainSettings(QWidget):
         self.weight_decay.setToolTip("L2 penalty on the weight matrices; 0 for none, e.g. 1e-4")
         self.dropout = QDoubleSpinBox(objectName="train_dropout", decimals=2, minimum=0.0, maximum=0.9,
                                       singleStep=0.05)
-        self.augment = QCheckBox("distort training digits (shift, rotate, scale, elastic): slower, more robust",
+        self.augment = QCheckBox("distort training digits",
                                  objectName="train_augment")
+        self.augment.setToolTip("Shift, rotate, scale and elastically distort the training digits: slower, "
+                                "more robust")
         self.limit = QSpinBox(objectName="train_limit", minimum=0, maximum=N_TRAIN_TOTAL, singleStep=1000)
         self.limit.setSpecialValueText("all")
         self.limit.setToolTip("How many of the training digits to learn from (after the validation digits are "

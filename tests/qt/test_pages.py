@@ -351,13 +351,18 @@ def test_a_stop_is_not_reported_as_done(open_window, qtbot, data):
     assert "stopped" in message and "done" not in message
 
 
-def test_train_epoch_dots_sit_mid_epoch(open_window, qtbot, data):
+def test_train_epoch_means_span_their_epoch(open_window, qtbot, data):
+    """A running mean over an epoch drawn as a dot at its end looked like an outlier on epoch 1."""
     w = open_window()
     c = w.retrain
     with qtbot.waitSignal(c.run_finished, timeout=20000):
         c.start(SMALL, mnist=data)
     p = c.panes
-    assert list(p.acc_epoch_train.xData) == [0.5, 1.5]  # running means over each epoch's batches
+    x, y = p.acc_epoch_train.xData, p.acc_epoch_train.yData
+    np.testing.assert_array_equal(x[np.isfinite(x)], [0.0, 1.0, 1.0, 2.0])  # a dash across each epoch
+    means = [r.train_accuracy for r in c.history.epochs]
+    np.testing.assert_allclose(y[np.isfinite(y)], np.repeat(means, 2))
+    assert p.acc_epoch_train.opts["symbol"] is None
     assert list(p.acc_epoch_val.xData) == [1.0, 2.0]  # measured at each epoch's end
     c.revert()
 

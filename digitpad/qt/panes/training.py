@@ -229,6 +229,7 @@ def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWi
     item.setDownsampling(auto=True, mode="peak")
     item.setClipToView(True)
     w.title_text = title
+    w.title_long = w.title_short = title  # the heatmaps get a short form for narrow columns
     w.title_color = None
     w.ranges = {}
     item.setTitle(title, size="9pt")
@@ -333,12 +334,17 @@ class TrainingPanes(QWidget):
         self.status = QLabel()
         self.status.setObjectName("train_status")
 
-        key = ('<span style="color:#4287f5">━ train</span> '
-               '<span style="color:#facc15">■ validation</span>')
-        self.loss_plot = _plot("train_loss", f"loss (log) {key}", theme, log_y=True)
-        self.accuracy_plot = _plot("train_accuracy", f"accuracy {key}", theme)
+        # the train / validation key once, above the plots, so narrow plots keep whole titles
+        self.curve_key = QLabel('loss and accuracy: <span style="color:#4287f5">━ train</span> '
+                                '(<span style="color:#4287f5">╌</span> mean over each epoch) &nbsp;'
+                                '<span style="color:#facc15">■ validation</span>')
+        self.curve_key.setObjectName("train_curve_key")
+        self.curve_key.setTextFormat(Qt.RichText)
+        self.curve_key.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self.loss_plot = _plot("train_loss", "loss (log)", theme, log_y=True)
+        self.accuracy_plot = _plot("train_accuracy", "accuracy", theme)
         self.grad_norm_plot = _plot("grad_norm", "gradient norm ‖∂L/∂W‖ (log)", theme, log_y=True)
-        self.update_ratio_plot = _plot("update_ratio", "update size ‖ΔW‖/‖W‖ (log)", theme, log_y=True)
+        self.update_ratio_plot = _plot("update_ratio", "update ‖ΔW‖/‖W‖", theme, log_y=True)
         self.update_ratio_plot.setToolTip("How much each step changes a layer's weights, relative to their size; "
                                           "the dotted line marks 1e-3, the usual healthy size")
         self.dead_plot = _plot("dead_fraction", "dead units", theme)
@@ -355,14 +361,13 @@ class TrainingPanes(QWidget):
         self.loss_raw = self.loss_plot.plot(pen=step_pen, name="each step", skipFiniteCheck=True)
         self.loss_smooth = self.loss_plot.plot(pen=pg.mkPen(train_color, width=2), name="train (smoothed)",
                                                skipFiniteCheck=True)
-        self.loss_epoch_train = self.loss_plot.plot(pen=None, symbol="o", symbolSize=6, symbolPen=None,
-                                                    symbolBrush=train_color, name="train, epoch")
+        epoch_pen = pg.mkPen(train_color, width=2, style=Qt.DashLine)  # a mean over an epoch: a dash across it
+        self.loss_epoch_train = self.loss_plot.plot(pen=epoch_pen, connect="finite", name="train, epoch mean")
         self.loss_epoch_val = self.loss_plot.plot(pen=pg.mkPen(val_color, width=2), symbol="s", symbolSize=6,
                                                   symbolPen=None, symbolBrush=val_color, name="validation")
         self.acc_smooth = self.accuracy_plot.plot(pen=pg.mkPen(train_color, width=2), name="train (smoothed)",
                                                   skipFiniteCheck=True)
-        self.acc_epoch_train = self.accuracy_plot.plot(pen=None, symbol="o", symbolSize=6, symbolPen=None,
-                                                       symbolBrush=train_color, name="train, epoch")
+        self.acc_epoch_train = self.accuracy_plot.plot(pen=epoch_pen, connect="finite", name="train, epoch mean")
         self.acc_epoch_val = self.accuracy_plot.plot(pen=pg.mkPen(val_color, width=2), symbol="s", symbolSize=6,
                                                      symbolPen=None, symbolBrush=val_color, name="validation")
         self.grad_key = QLabel()  # the legend, outside the plot so it never hides a line
@@ -373,14 +378,15 @@ class TrainingPanes(QWidget):
                                 pen=pg.mkPen((200, 200, 200, 110), style=Qt.DotLine))
         self.update_ratio_plot.addItem(guide)  # ~1e-3 is the usual healthy update size
 
-        top = QHBoxLayout()
-        progress = QVBoxLayout()
-        progress.setSpacing(2)
-        progress.addWidget(self.progress_text)
-        progress.addWidget(self.progress)
-        top.addLayout(progress, 5)
-        top.addWidget(self.grad_hint, 6)
-        top.addWidget(self.status)
+        top = QVBoxLayout()  # progress text and state, the bar, the gradient sentence, the curves' key
+        top.setSpacing(2)
+        line = QHBoxLayout()
+        line.addWidget(self.progress_text, 1)
+        line.addWidget(self.status)
+        top.addLayout(line)
+        top.addWidget(self.progress)
+        top.addWidget(self.grad_hint)
+        top.addWidget(self.curve_key)
         self.grad_box = QWidget()  # the gradient-norm plot under its key
         grad_box = QVBoxLayout(self.grad_box)
         grad_box.setContentsMargins(0, 0, 0, 0)
@@ -570,7 +576,9 @@ class TrainingPanes(QWidget):
             act.title_long = f"layer {i + 1}{side}: {out_name} outputs" if hidden else f"layer {i + 1} (output): logits"
             act.title_short = f"layer {i + 1}: {out_name}" if hidden else f"layer {i + 1}: logits"
             self._title(act, act.title_long)
-            self._title(self.grad_hist_plots[i], f"layer {i + 1}: log₁₀|∂L/∂W|")
+            grad = self.grad_hist_plots[i]
+            grad.title_long, grad.title_short = f"layer {i + 1}: log₁₀|∂L/∂W|", f"layer {i + 1}: ∂L/∂W"
+            self._title(grad, grad.title_long)
             for w in (self.act_plots[i], self.grad_hist_plots[i]):
                 w.setToolTip(f"{layer_name(i, n)}: {sizes[i]} → {sizes[i + 1]}; each column is a moment of "
                              "training, brightness the share of values in that band; white: mean ± spread")
@@ -590,9 +598,10 @@ class TrainingPanes(QWidget):
             return
         metrics = QFontMetrics(self._title_font)
         column = self.width() / len(self.act_plots) - 24  # the title spans its plot, less some margin
-        fit = all(metrics.horizontalAdvance(getattr(w, "title_long", "")) <= column for w in self.act_plots)
-        for w in self.act_plots:  # all long or all short, so the row reads the same across
-            text = getattr(w, "title_long" if fit else "title_short", "")
+        heatmaps = (*self.act_plots, *self.grad_hist_plots)
+        fit = all(metrics.horizontalAdvance(w.title_long) <= column for w in heatmaps)
+        for w in heatmaps:  # all long or all short, so the rows read the same across
+            text = w.title_long if fit else w.title_short
             if text and text != w.title_text:
                 self._title(w, text)
 
@@ -665,12 +674,16 @@ class TrainingPanes(QWidget):
     def _refresh_epochs(self, h: TrainingHistory) -> None:
         e = h.epochs
         t = np.array([r.epoch for r in e], float)
-        # train figures are running means over the epoch's batches: they belong to its middle,
-        # where they sit on the smoothed curve (at its end the first epoch's looked like an outlier)
-        mid = t - 0.5
-        self.loss_epoch_train.setData(mid, np.array([r.train_loss for r in e]))
+        # train figures are running means over the epoch's batches: drawn as a dash across the
+        # epoch, they read as an average (a dot at the epoch's end looked like an outlier)
+        span = np.column_stack([t - 1.0, t, np.full_like(t, np.nan)]).ravel()  # (3E,)
+
+        def across(values):
+            return np.column_stack([values, values, np.full_like(t, np.nan)]).ravel()  # (3E,)
+
+        self.loss_epoch_train.setData(span, across(np.array([r.train_loss for r in e], float)))
         self.loss_epoch_val.setData(t, np.array([r.val_loss for r in e]))
-        self.acc_epoch_train.setData(mid, np.array([r.train_accuracy for r in e]))
+        self.acc_epoch_train.setData(span, across(np.array([r.train_accuracy for r in e], float)))
         self.acc_epoch_val.setData(t, np.array([r.val_accuracy for r in e]))
 
     def _refresh_ranges(self, h: TrainingHistory) -> None:
