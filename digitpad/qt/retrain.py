@@ -130,7 +130,8 @@ class TrainPage(QWidget):
         self.splitter.addWidget(self.panes)
         self.splitter.addWidget(live)
         self.splitter.setChildrenCollapsible(False)
-        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(1, 3)  # a narrower window takes most from the dashboard, some from the
+        self.splitter.setStretchFactor(2, 1)  # drawing, none from the settings (already at their minimum)
         self.splitters = (self.splitter,)
         self.default_sizes(1200)
         lay = QVBoxLayout(self)

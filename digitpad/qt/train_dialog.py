@@ -192,6 +192,9 @@ class TrainSettings(QWidget):
             if label is not None:
                 label.setBuddy(widget)
         self.form = form
+        for combo in (self.preset, self.activation, self.optimizer, self.schedule):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # the column stays narrow
+            combo.setMinimumContentsLength(10)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)

@@ -333,7 +333,7 @@ def test_heatmap_titles_shorten_when_they_would_be_cut_off(qtbot):
     panes = TrainingPanes()
     qtbot.addWidget(panes)
     panes.prepare(TrainConfig(hidden=(128, 128, 128, 128), activation="sigmoid"))
-    panes.resize(620, 530)  # five columns on the Train page at 1280x800
+    panes.resize(820, 530)  # five columns on a wide Train page
     panes.show()
     qtbot.waitUntil(lambda: panes.act_plots[0].title_text == "layer 1: sigmoid", timeout=1000)
     assert panes.act_plots[-1].title_text == "layer 5: logits"

@@ -229,7 +229,7 @@ def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWi
     item.setDownsampling(auto=True, mode="peak")
     item.setClipToView(True)
     w.title_text = title
-    w.title_long = w.title_short = title  # the heatmaps get a short form for narrow columns
+    w.title_long = w.title_short = w.title_tiny = title  # the heatmaps get shorter forms for narrow columns
     w.title_color = None
     w.ranges = {}
     item.setTitle(title, size="9pt")
@@ -335,9 +335,11 @@ class TrainingPanes(QWidget):
         self.status.setObjectName("train_status")
 
         # the train / validation key once, above the plots, so narrow plots keep whole titles
-        self.curve_key = QLabel('loss and accuracy: <span style="color:#4287f5">━ train</span> '
-                                '(<span style="color:#4287f5">╌</span> mean over each epoch) &nbsp;'
+        self.curve_key = QLabel('<span style="color:#4287f5">━ train</span> &nbsp;'
+                                '<span style="color:#4287f5">╌ epoch mean</span> &nbsp;'
                                 '<span style="color:#facc15">■ validation</span>')
+        self.curve_key.setToolTip("Loss and accuracy: each step's batch (grey), smoothed (blue), the mean over "
+                                  "each epoch (dashed), and on the validation digits at each epoch's end")
         self.curve_key.setObjectName("train_curve_key")
         self.curve_key.setTextFormat(Qt.RichText)
         self.curve_key.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
@@ -575,9 +577,11 @@ class TrainingPanes(QWidget):
             act = self.act_plots[i]
             act.title_long = f"layer {i + 1}{side}: {out_name} outputs" if hidden else f"layer {i + 1} (output): logits"
             act.title_short = f"layer {i + 1}: {out_name}" if hidden else f"layer {i + 1}: logits"
+            act.title_tiny = f"{i + 1}: {out_name}" if hidden else f"{i + 1}: logits"
             self._title(act, act.title_long)
             grad = self.grad_hist_plots[i]
             grad.title_long, grad.title_short = f"layer {i + 1}: log₁₀|∂L/∂W|", f"layer {i + 1}: ∂L/∂W"
+            grad.title_tiny = f"{i + 1}: ∂L/∂W"
             self._title(grad, grad.title_long)
             for w in (self.act_plots[i], self.grad_hist_plots[i]):
                 w.setToolTip(f"{layer_name(i, n)}: {sizes[i]} → {sizes[i + 1]}; each column is a moment of "
@@ -597,11 +601,13 @@ class TrainingPanes(QWidget):
         if not self.act_plots:
             return
         metrics = QFontMetrics(self._title_font)
-        column = self.width() / len(self.act_plots) - 24  # the title spans its plot, less some margin
+        column = self.width() / len(self.act_plots) - 44  # the title spans its plot less the axis and a margin
         heatmaps = (*self.act_plots, *self.grad_hist_plots)
-        fit = all(metrics.horizontalAdvance(w.title_long) <= column for w in heatmaps)
-        for w in heatmaps:  # all long or all short, so the rows read the same across
-            text = w.title_long if fit else w.title_short
+        for form in ("title_long", "title_short", "title_tiny"):  # the longest that fits everywhere
+            if all(metrics.horizontalAdvance(getattr(w, form)) <= column for w in heatmaps):
+                break
+        for w in heatmaps:  # all in one form, so the rows read the same across
+            text = getattr(w, form)
             if text and text != w.title_text:
                 self._title(w, text)
 
