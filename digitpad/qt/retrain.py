@@ -350,6 +350,7 @@ class TrainController(QObject):
         self.window.set_reading_model(outcome.model)
         self.page.result_panel.show_outcome(outcome)
         self.page.pending_note.show()
+        QTimer.singleShot(0, lambda: self.page.settings_scroll.ensureWidgetVisible(self.page.result_panel))
         self.window.mode_bar.set_progress(1.0, "training finished: keep or revert the new network")
         if outcome.diverged:
             self.panes.status.setText("diverged")

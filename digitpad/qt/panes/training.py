@@ -430,8 +430,8 @@ class TrainingPanes(QWidget):
     def _arrange_summary(self, wide: bool) -> None:
         """The five summary plots in one row when the panes are wide and low, else in two rows.
 
-        Wide (a dock across the window): loss, accuracy, gradient norm (double width), update
-        size, dead units. Otherwise (a dock beside the canvas): loss, accuracy, dead units above
+        Wide (a very wide, low area): loss, accuracy, gradient norm (double width), update
+        size, dead units. Otherwise (the Train page's dashboard): loss, accuracy, dead units above
         gradient norm (double width) and update size, so no title is cut off and no plot is a
         tall thin strip.
         """
