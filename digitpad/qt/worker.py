@@ -251,7 +251,10 @@ class Job:
         """Wait for every job in the pool to end (the window is closing; cancel them first)."""
         from superqt.utils import WorkerBase
 
-        WorkerBase.await_workers(msecs)
+        try:
+            WorkerBase.await_workers(msecs)
+        except RuntimeError:  # still blocked (a stalled read, say): it ends on its own, the window does not wait
+            pass
 
 
 class _Keeper(QObject):

@@ -16,32 +16,13 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton
 
-from digitpad.core import model_io
 from digitpad.core.train import PRESETS, TrainConfig
 from digitpad.qt.main_window import SETTINGS_VERSION, MainWindow
-from tests.qt.test_retrain import LONG, SMALL, synthetic_mnist
+from tests.qt.test_retrain import LONG, SMALL, data, models_dir  # noqa: F401 (fixtures)
 
 SIZES = [(1024, 640), (1280, 800), (1920, 1080)]
 FOUR_LAYERS = TrainConfig(limit=2000, val_size=500, epochs=500, batch_size=16, hidden=(32, 32, 32, 16),
                           stats_every=5, snapshot_every=5)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return synthetic_mnist()
-
-
-@pytest.fixture
-def models_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "models"
-    folder.mkdir()
-    monkeypatch.setattr(model_io, "user_models_dir", lambda: folder)
-    return folder
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
 
 
 @pytest.fixture

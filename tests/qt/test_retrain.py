@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QProgressBar, QPushButton
 
 from digitpad.core import model_io
@@ -58,11 +58,6 @@ def models_dir(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.setattr(model_io, "user_models_dir", lambda: folder)
     return folder
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
 
 
 @pytest.fixture
