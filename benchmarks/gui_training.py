@@ -6,8 +6,8 @@ One run measures, side by side and alternating (bare, app, bare, app, …):
   ``snapshot_every=0``: the training alone;
 * **bare, with statistics** – the same loop with the statistics and weight snapshots the
   app asks for (what the statistics themselves cost);
-* **in the app** – the real main window with the training dock open and a test digit on
-  the canvas, the run started through ``RetrainController.start`` (worker thread, 20 Hz
+* **in the app** – the real main window on its Train page with a test digit on the
+  canvas, the run started through ``TrainController.start`` (worker thread, 20 Hz
   pane refresh, canvas re-read with the newest weights).
 
 Throughput is training digits per second over the trainer's own clock (``result.seconds``,
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     window.resize(1280, 800)
     window.show()
     window.show_input(mnist.test_images[0] / 255.0, "test digit 0")
+    window.show_page(window.train_page)
     app.processEvents()
 
     runs = {"bare, no statistics": [], "bare, with statistics": [], "in the app": []}

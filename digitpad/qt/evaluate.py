@@ -1,29 +1,26 @@
-"""Model ▸ Evaluate and View ▸ Why this answer: how good the model is, where it fails, and why one reading.
+"""The Evaluate page: how good the model is on the MNIST test set, where it fails, how far to trust it.
 
-Owns ``EvaluateController`` (the menu actions, the jobs, saving a fitted temperature),
-``EvaluationWindow`` (accuracy with its 95% interval, per-class bars, the confusion
-matrix, the mistakes gallery and the calibration panel), ``WhyPane`` (the saliency of
-the answer and the first hidden layer's most active units) and the canvas overlay that
-paints the saliency back onto the drawing. The numbers come from ``digitpad.core.evaluate``;
-the test-set evaluation and the temperature fit run in a worker thread.
+Owns ``EvaluatePage`` (accuracy with its 95% interval, per-class bars, the confusion
+matrix, the mistakes gallery and the calibration panel; a progress state while the test
+set is read) and ``EvaluateController`` (Model ▸ Evaluate, the jobs, a fitted temperature
+kept only when it makes calibration better or the user asks for it). The numbers come from
+``digitpad.core.evaluate``; the evaluation and the temperature fit run as ``worker.Job`` objects.
+Why one reading gets its answer is ``digitpad.qt.why``.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import threading
-import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRectF, QSize, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QColor, QIcon, QImage, QPixmap
+from PySide6.QtCore import QObject, QRectF, QSize, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QDialog,
-    QDockWidget,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -32,8 +29,10 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -48,46 +47,21 @@ from digitpad.core.evaluate import (
     evaluate_logits,
     evaluate_model,
     fit_temperature,
-    map_to_input,
-    saliency,
-    top_units,
     validation_split,
 )
 from digitpad.core.mlp import MLP
 from digitpad.qt.panes import THEMES, Theme, bar_labels, quiet_plot, style_plot
+from digitpad.qt.worker import Job
 
 log = logging.getLogger(__name__)
 
-DATA_DIR_KEY = "data/dir"  # where the Retrain part remembers the MNIST folder
-WHY_KEY = "view/why_this_answer"
+DATA_DIR_KEY = "data/dir"  # where the Train page remembers the MNIST folder
 GALLERY_LIMIT = 600  # digits listed for one confusion cell
-OVERLAY_SIZE = 140  # overlay side in pixels (the canvas scales it smoothly)
-N_UNITS = 8  # top hidden units shown
+ECE_NOISE = 1e-4  # calibration errors closer than this (0.01 points) are the same
 DIGIT_TICKS = [[(i, str(i)) for i in range(10)]]
-POSITIVE = np.array([255, 150, 30], np.float32)  # pushed the answer up
-NEGATIVE = np.array([70, 150, 255], np.float32)  # pushed it down
 
 
 # ---- plain helpers ---------------------------------------------------------------------------------
-
-
-def diverging_lut(background: str) -> np.ndarray:
-    """(256, 4) uint8 lookup table: blue (negative) - background (zero) - orange (positive)."""
-    bg = np.array(QColor(background).getRgb()[:3], np.float32)
-    t = np.linspace(-1.0, 1.0, 256)[:, None]  # (256, 1)
-    rgb = np.where(t < 0, bg + (NEGATIVE - bg) * -t, bg + (POSITIVE - bg) * t)  # (256, 3)
-    return np.concatenate([rgb, np.full((256, 1), 255.0)], axis=1).astype(np.uint8)
-
-
-def saliency_rgba(values: np.ndarray, scale: float, max_alpha: int = 215) -> np.ndarray:
-    """(H, W) signed map -> (H, W, 4) uint8: orange where positive, blue where negative, clear at 0."""
-    v = np.clip(np.asarray(values, np.float32) / max(scale, 1e-12), -1.0, 1.0)  # (H, W)
-    rgba = np.zeros((*v.shape, 4), np.uint8)
-    pos = v > 0
-    rgba[pos, :3] = POSITIVE.astype(np.uint8)
-    rgba[~pos, :3] = NEGATIVE.astype(np.uint8)
-    rgba[..., 3] = (np.abs(v) ** 0.7 * max_alpha).astype(np.uint8)
-    return rgba
 
 
 def digit_pixmap(image28: np.ndarray, side: int) -> QPixmap:
@@ -117,48 +91,15 @@ class EvalOutcome:
 
 @dataclass(frozen=True)
 class FitOutcome:
-    """A temperature fitted on the validation split."""
+    """A temperature fitted on the validation split, and the calibration error before and after it."""
 
     model: MLP
     temperature: float
     n_validation: int
     mnist: object
-
-
-# ---- work off the GUI thread -----------------------------------------------------------------------
-
-
-class Job(QObject):
-    """Runs ``fn(progress, cancel)`` once in the thread it is moved to; cancel is thread-safe."""
-
-    progress = Signal(int, int)  # done, total
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, fn):
-        super().__init__()
-        self._fn = fn
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @Slot()
-    def run(self) -> None:
-        try:
-            result = self._fn(lambda d, t: self.progress.emit(int(d), int(t)), self._cancel.is_set)
-        except EvaluationCancelled:
-            pass
-        except data_mod.DataError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # reported to the user, never raised into Qt
-            traceback.print_exc()
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-        else:
-            if not self._cancel.is_set():
-                self.done.emit(result)
-        finally:
-            QThread.currentThread().quit()
+    ece_before: float  # at the model's temperature until now
+    ece_after: float  # at the fitted one
+    measured_on: str  # "validation" here; "test" once the page's test-set figures replace them
 
 
 # ---- the evaluation window's pieces --------------------------------------------------------------
@@ -215,7 +156,7 @@ class ConfusionPlot(pg.PlotWidget):
         super().__init__(parent)
         self.setObjectName("confusion")
         self.setAccessibleName("Confusion matrix: true label against the model's answer; click a cell")
-        self.setMinimumSize(300, 300)
+        self.setMinimumSize(240, 240)
         pi = self.getPlotItem()
         quiet_plot(pi)
         pi.setTitle("Confusion: true label ↓, answer →  (click a cell)", size="9pt")
@@ -296,7 +237,7 @@ class ReliabilityPlot(pg.PlotWidget):
         super().__init__(parent)
         self.setObjectName("reliability")
         self.setAccessibleName("Reliability plot: accuracy against confidence")
-        self.setMinimumSize(220, 200)
+        self.setMinimumSize(180, 160)
         pi = self.getPlotItem()
         quiet_plot(pi)
         pi.setLabel("bottom", "confidence")
@@ -373,19 +314,20 @@ class MistakesGallery(QListWidget):
             self.digit_chosen.emit(int(item.data(Qt.UserRole)))
 
 
-class EvaluationWindow(QDialog):
-    """Model ▸ Evaluate: accuracy ± interval, per-class bars, confusion, mistakes and calibration."""
+class EvaluatePage(QWidget):
+    """The Evaluate page: accuracy ± interval, per-class bars, confusion, mistakes and calibration.
+
+    Until a result is in, a state view (not evaluated yet / reading the test set / could not
+    evaluate) stands where the plots go, so no empty axes are ever shown.
+    """
 
     evaluate_requested = Signal()
     fit_requested = Signal()
+    use_fit_requested = Signal()
 
     def __init__(self, theme: Theme, parent=None):
         super().__init__(parent)
-        self.setObjectName("evaluation_dialog")
-        self.setWindowTitle("Evaluate the model on the MNIST test set")
-        self.setWindowFlag(Qt.Window, True)
-        self.setModal(False)
-        self.resize(1180, 720)
+        self.setObjectName("page_evaluate")
         self.outcome: EvalOutcome | None = None
         self.cell: tuple[int, int] | None = None
 
@@ -403,7 +345,7 @@ class EvaluationWindow(QDialog):
         self.progress.setFormat("reading the test set… %p%")
         self.progress.setVisible(False)
         top.addWidget(self.progress)
-        self.again = QPushButton("Evaluate again")
+        self.again = QPushButton("Evaluate")
         self.again.setObjectName("evaluate_again")
         self.again.clicked.connect(self.evaluate_requested)
         top.addWidget(self.again)
@@ -411,6 +353,7 @@ class EvaluationWindow(QDialog):
         self.per_class = PerClassPlot(theme)
         self.confusion = ConfusionPlot(theme)
         left = QSplitter(Qt.Vertical)
+        left.setObjectName("evaluate_left_splitter")
         left.addWidget(self.per_class)
         left.addWidget(self.confusion)
         left.setSizes([190, 470])
@@ -444,7 +387,12 @@ class EvaluationWindow(QDialog):
         self.calibration_summary.setTextFormat(Qt.RichText)
         self.calibration_summary.setWordWrap(True)
         self.calibration_summary.setAlignment(Qt.AlignTop | Qt.AlignLeft)
-        side.addWidget(self.calibration_summary, 1)
+        summary_scroll = QScrollArea()  # a long note scrolls instead of being cut off
+        summary_scroll.setWidget(self.calibration_summary)
+        summary_scroll.setWidgetResizable(True)
+        summary_scroll.setFrameShape(QFrame.NoFrame)
+        summary_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        side.addWidget(summary_scroll, 1)
         self.fit_button = QPushButton("Fit temperature on validation")
         self.fit_button.setObjectName("fit_temperature")
         self.fit_button.setToolTip("Find the softmax temperature that makes the probabilities honest on the "
@@ -452,34 +400,63 @@ class EvaluationWindow(QDialog):
         self.fit_button.clicked.connect(self.fit_requested)
         self.fit_button.setEnabled(False)
         side.addWidget(self.fit_button)
+        self.use_fit_button = QPushButton("Use this temperature anyway")
+        self.use_fit_button.setObjectName("fit_use_anyway")
+        self.use_fit_button.setToolTip("Keep the fitted temperature with the model although it calibrates worse")
+        self.use_fit_button.clicked.connect(self.use_fit_requested)
+        self.use_fit_button.hide()
+        side.addWidget(self.use_fit_button)
         cl.addLayout(side, 2)
 
         right = QSplitter(Qt.Vertical)
+        right.setObjectName("evaluate_right_splitter")
         right.addWidget(gallery_box)
         right.addWidget(calib)
         right.setSizes([400, 260])
         right.setChildrenCollapsible(False)
 
         body = QSplitter(Qt.Horizontal)
+        body.setObjectName("evaluate_splitter")
         body.addWidget(left)
         body.addWidget(right)
         body.setSizes([470, 690])
         body.setChildrenCollapsible(False)
+        self.body = body
+        self.splitters = (body, left, right)
+
+        self.state = QLabel("Not evaluated yet. <b>Evaluate</b> (Ctrl+E) reads the 10,000 MNIST test digits "
+                            "with the current model.")
+        self.state.setObjectName("evaluation_state")
+        self.state.setTextFormat(Qt.RichText)
+        self.state.setWordWrap(True)
+        self.state.setAlignment(Qt.AlignCenter)
+        self.views = QStackedWidget()
+        self.views.setObjectName("evaluation_views")
+        self.views.addWidget(self.state)
+        self.views.addWidget(body)
 
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 8, 8, 8)
         lay.addLayout(top)
-        lay.addWidget(body, 1)
+        lay.addWidget(self.views, 1)
         self.confusion.cell_clicked.connect(self.show_cell)
         self.apply_theme(theme)
 
     # ---- filling in ------------------------------------------------------------------------------
 
-    def set_running(self, text: str) -> None:
+    def set_running(self, text: str, cover: bool = True) -> None:
+        """Show progress; ``cover`` puts the state view in place of the plots (a new evaluation)."""
         self.progress.setFormat(text + " %p%")
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.again.setEnabled(False)
         self.fit_button.setEnabled(False)
+        self.use_fit_button.hide()
+        if cover:
+            self.outcome = None
+            self.summary.setText(html.escape(text.capitalize()))
+            self.state.setText(f"<span style='font-size:13pt'>{html.escape(text.capitalize())}</span>")
+            self.views.setCurrentWidget(self.state)
 
     def set_progress(self, done: int, total: int) -> None:
         self.progress.setValue(int(round(100 * done / max(total, 1))))
@@ -489,9 +466,21 @@ class EvaluationWindow(QDialog):
         self.again.setEnabled(True)
         self.fit_button.setEnabled(self.outcome is not None)
 
+    def set_stale(self) -> None:
+        """The model changed: the figures shown belong to another one."""
+        self.outcome = None
+        self.summary.setText("The model changed since the last evaluation.")
+        self.state.setText("The model changed. <b>Evaluate</b> (Ctrl+E) measures the new one.")
+        self.views.setCurrentWidget(self.state)
+        self.fit_button.setEnabled(False)
+        self.use_fit_button.hide()
+
     def set_failed(self, text: str) -> None:
         self.set_idle()
         self.summary.setText(f"<b>Could not evaluate.</b> {html.escape(text)}")
+        if self.outcome is None:
+            self.state.setText(f"<b>Could not evaluate.</b><br>{html.escape(text)}")
+            self.views.setCurrentWidget(self.state)
 
     def set_outcome(self, outcome: EvalOutcome, model_name: str) -> None:
         self.outcome = outcome
@@ -507,8 +496,10 @@ class EvaluationWindow(QDialog):
         self.show_mistakes()
         self.update_calibration()
         self.set_idle()
+        self.views.setCurrentWidget(self.body)
 
-    def update_calibration(self) -> None:
+    def update_calibration(self, note: str = "") -> None:
+        """The calibration figures; ``note`` (what a temperature fit did) in place of the hint to fit one."""
         o = self.outcome
         if o is None:
             return
@@ -527,7 +518,9 @@ class EvaluationWindow(QDialog):
         if r.counts[top]:
             lines.append(f"Above {r.edges[top]:.0%}: right {r.accuracy[top]:.1%}, {r.confidence[top]:.1%} sure "
                          f"on average ({int(r.counts[top]):,} digits). Log-loss {ev.nll:.4f}.")
-        if ev is raw:
+        if note:
+            lines.append(note)
+        elif ev is raw:
             lines.append("<i>No temperature yet: fit one so that “90% sure” means right about 90% of the time.</i>")
         self.calibration_summary.setText("<br>".join(lines))
 
@@ -566,168 +559,58 @@ class EvaluationWindow(QDialog):
         self.gallery_caption.setText(text)
         self.show_all.setVisible(True)
 
+    def show_fit(self, fit: FitOutcome, applied: bool, note: str = "") -> None:
+        """Say what fitting the temperature did: kept (calibration better) or not (worse, unless asked)."""
+        where = "test digits" if fit.measured_on == "test" else f"{fit.n_validation:,} validation digits"
+        change = f"calibration error {fit.ece_before:.2%} → {fit.ece_after:.2%} on the {where}"
+        if applied:
+            text = f"Temperature <b>{fit.temperature:.3f}</b> fitted on {fit.n_validation:,} validation digits " \
+                   f"({change}). {html.escape(note)}"
+        else:
+            text = (f"<b style='color:{self._theme.negative}'>Temperature {fit.temperature:.3f} would make "
+                    f"calibration worse</b> ({change}); the model is unchanged.")
+        self.update_calibration(note=text)
+        self.use_fit_button.setVisible(not applied)
+
     def apply_theme(self, theme: Theme) -> None:
         self._theme = theme
         for w in (self.per_class, self.confusion, self.reliability):
             w.apply_theme(theme)
 
 
-class WhyPane(pg.GraphicsLayoutWidget):
-    """Why this answer: the saliency of the top class at 28x28 and the most active first-layer units' weights."""
-
-    def __init__(self, theme: Theme, parent=None):
-        super().__init__(parent)
-        self.setObjectName("why")
-        self.setAccessibleName("Why this answer: pixels that pushed the answer up or down, and the most active units")
-        self.setMinimumSize(300, 170)
-        self.ci.setContentsMargins(4, 4, 4, 4)
-        self.title = self.addLabel("", row=0, col=0, colspan=1 + N_UNITS // 2, size="9pt")
-        self.saliency_view = self.addViewBox(row=1, col=0, rowspan=2, lockAspect=True, invertY=True,
-                                             enableMouse=False, enableMenu=False)
-        self.saliency_view.setDefaultPadding(0.02)
-        self.saliency_image = pg.ImageItem(axisOrder="row-major")
-        self.saliency_image.setImage(np.zeros((28, 28), np.float32), autoLevels=False, levels=(-1.0, 1.0))
-        self.saliency_view.addItem(self.saliency_image)
-        self.saliency_view.setRange(QRectF(0, 0, 28, 28), padding=0.02)
-        self.ci.layout.setColumnStretchFactor(0, 3)
-        self.unit_views, self.unit_images, self.unit_labels = [], [], []
-        cols = N_UNITS // 2
-        for k in range(N_UNITS):
-            r, c = 1 + k // cols, 1 + k % cols
-            sub = self.addLayout(row=r, col=c)
-            sub.setContentsMargins(0, 0, 0, 0)
-            label = sub.addLabel("", row=0, col=0, size="7pt")
-            view = sub.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
-            view.setDefaultPadding(0.02)
-            img = pg.ImageItem(axisOrder="row-major")
-            img.setImage(np.zeros((28, 28), np.float32), autoLevels=False, levels=(-1.0, 1.0))
-            view.addItem(img)
-            view.setRange(QRectF(0, 0, 28, 28), padding=0.02)
-            self.unit_views.append(view)
-            self.unit_images.append(img)
-            self.unit_labels.append(label)
-        for c in range(1, cols + 1):
-            self.ci.layout.setColumnStretchFactor(c, 1)
-        self.saliency_map = np.zeros((28, 28), np.float32)
-        self.units = np.empty(0, np.intp)
-        self.apply_theme(theme)
-
-    def show_nothing(self, why: str = "Draw a digit to see why the network answers what it does.") -> None:
-        self.saliency_map = np.zeros((28, 28), np.float32)
-        self.saliency_image.setImage(self.saliency_map, autoLevels=False, levels=(-1.0, 1.0))
-        self.units = np.empty(0, np.intp)
-        for img, label in zip(self.unit_images, self.unit_labels):
-            img.setImage(np.zeros((28, 28), np.float32), autoLevels=False, levels=(-1.0, 1.0))
-            label.setText("")
-        self.title.setText(why)
-
-    def show_why(self, digit: int, sal: np.ndarray, units: np.ndarray, weights: np.ndarray,
-                 activations: np.ndarray) -> None:
-        self.saliency_map = sal
-        m = float(np.abs(sal).max()) or 1.0
-        self.saliency_image.setImage(sal, autoLevels=False, levels=(-m, m))
-        self.units = units
-        for k, (img, label) in enumerate(zip(self.unit_images, self.unit_labels)):
-            if k < len(units):
-                w = weights[k]
-                s = float(np.abs(w).max()) or 1.0
-                img.setImage(w, autoLevels=False, levels=(-s, s))
-                label.setText(f"unit {int(units[k])}: {float(activations[k]):.2f}")
-            else:
-                img.setImage(np.zeros((28, 28), np.float32), autoLevels=False, levels=(-1.0, 1.0))
-                label.setText("")
-        tail = ("first hidden layer's most active units (their weights)" if len(units)
-                else "no hidden layer: the saliency is the weights times the input")
-        self.title.setText(f"Pixels that pushed <b>{digit}</b> up (orange) or down (blue) · {tail}")
-
-    def apply_theme(self, theme: Theme) -> None:
-        self.setBackground(theme.background)
-        lut = diverging_lut(theme.background)
-        self.saliency_image.setLookupTable(lut)
-        for img in self.unit_images:
-            img.setLookupTable(lut)
-        self.title.setAttr("color", theme.foreground)
-        for label in self.unit_labels:
-            label.setAttr("color", theme.muted)
-
-
-class _WhyDock(QDockWidget):
-    """The Why this answer dock; says when the user closes it."""
-
-    closed = Signal()
-
-    def closeEvent(self, event):
-        super().closeEvent(event)
-        self.closed.emit()
-
-
 # ---- the controller ---------------------------------------------------------------------------------
 
 
 class EvaluateController(QObject):
-    """Model ▸ Evaluate… and View ▸ Why this answer, plugged into the main window."""
+    """Model ▸ Evaluate and the Evaluate page: jobs, results, the mistakes shown on the Draw page, temperature."""
 
     evaluation_finished = Signal(object)  # EvalOutcome
     evaluation_failed = Signal(str)
-    temperature_fitted = Signal(float)
-    overlay_changed = Signal(object)  # (H, W, 4) uint8 overlay, or None
+    temperature_fitted = Signal(float)  # a fitted temperature now kept with the model
+    temperature_refused = Signal(float)  # a fitted temperature that would calibrate worse: not kept
 
     def __init__(self, window, mnist=None):
         super().__init__(window)
         self.window = window
+        self.page: EvaluatePage = window.evaluate_page
         self.mnist = mnist  # loaded on first use, then kept
         self.outcome: EvalOutcome | None = None
-        self.overlay: np.ndarray | None = None
-        self.dialog: EvaluationWindow | None = None
+        self.pending_fit: FitOutcome | None = None  # fitted but not kept (it calibrates worse)
         self._job: Job | None = None  # the job running now, if any
-        self._threads: list = []  # (thread, job) not finished yet: a done job's thread may still be ending
-        theme = getattr(window, "theme", THEMES["dark"])
 
         self.action_evaluate = QAction("&Evaluate…", window)
         self.action_evaluate.setObjectName("action_evaluate")
         self.action_evaluate.setShortcut("Ctrl+E")
         self.action_evaluate.setToolTip("Test accuracy, confusion matrix, mistakes and calibration on the MNIST test set")
         self.action_evaluate.triggered.connect(self.evaluate)
-        window.menu_model.addSeparator()
-        window.menu_model.addAction(self.action_evaluate)
         window.addAction(self.action_evaluate)
 
-        self.action_why = QAction("&Why this answer", window, checkable=True)
-        self.action_why.setObjectName("action_why")
-        self.action_why.setShortcut("Ctrl+Shift+W")
-        self.action_why.setToolTip("Colour the pixels that pushed the answer up or down, and show the most active units")
-        self.action_why.toggled.connect(self.set_why_visible)
-        window.menu_view.addSeparator()
-        window.menu_view.addAction(self.action_why)
-        window.addAction(self.action_why)
-
-        self.why = WhyPane(theme)
-        self.why.show_nothing()
-        self.why_dock = _WhyDock("Why this answer", window)
-        self.why_dock.setObjectName("why_dock")
-        self.why_dock.setWidget(self.why)
-        self.why_dock.closed.connect(lambda: self.action_why.setChecked(False))
-        window.addDockWidget(Qt.RightDockWidgetArea, self.why_dock)
-        self.why_dock.hide()
-
-        window.reading_changed.connect(self._on_reading)
-        if hasattr(window, "model_changed"):
-            window.model_changed.connect(self._on_model_changed)
-        if hasattr(window, "theme_changed"):
-            window.theme_changed.connect(self._apply_theme)
-        settings = getattr(window, "settings", None)
-        if settings is not None and str(settings.value(WHY_KEY, "false")).lower() == "true":
-            self.action_why.setChecked(True)
-
-    # ---- evaluation ------------------------------------------------------------------------------
-
-    def _ensure_dialog(self) -> EvaluationWindow:
-        if self.dialog is None:
-            self.dialog = EvaluationWindow(getattr(self.window, "theme", THEMES["dark"]), self.window)
-            self.dialog.evaluate_requested.connect(self.evaluate)
-            self.dialog.fit_requested.connect(self.fit_temperature)
-            self.dialog.gallery.digit_chosen.connect(self.show_test_digit)
-        return self.dialog
+        self.page.evaluate_requested.connect(self.evaluate)
+        self.page.fit_requested.connect(self.fit_temperature)
+        self.page.use_fit_requested.connect(self.use_pending_fit)
+        self.page.gallery.digit_chosen.connect(self.show_test_digit)
+        window.model_changed.connect(self._on_model_changed)
+        window.theme_changed.connect(self._apply_theme)
 
     @property
     def is_running(self) -> bool:
@@ -735,34 +618,29 @@ class EvaluateController(QObject):
 
     def _model_name(self) -> str:
         w = self.window
-        path = getattr(w, "current_model_path", None)
-        name = Path(path).name if path else "unsaved model"
-        model = w.current_model
+        name = Path(w.current_model_path).name if w.current_model_path else "unsaved model"
         t = self._temperature()
         extra = f" · softmax temperature {t:.3g}" if t != 1.0 else ""
-        return f"{name} · {model.describe()}{extra}" if model is not None else name
+        return f"{name} · {w.current_model.describe()}{extra}" if w.current_model is not None else name
 
     def _temperature(self) -> float:
-        return model_io.model_temperature(getattr(self.window, "current_metadata", None))
+        return model_io.model_temperature(self.window.current_metadata)
 
     def _data_loader(self):
-        """A function for the worker returning MNIST: the kept copy, or read from the folder found now."""
+        """A function for the job returning MNIST: the kept copy, or read from the folder found now."""
         mnist = self.mnist
         if mnist is not None:
             return lambda: mnist
-        settings = getattr(self.window, "settings", None)
-        remembered = settings.value(DATA_DIR_KEY) if settings is not None else None
+        remembered = self.window.settings.value(DATA_DIR_KEY)
         folder = data_mod.find_data_dir(remembered or None)
         return lambda: data_mod.load_mnist(folder)  # raises DataNotFoundError saying what to do
 
     def evaluate(self) -> bool:
-        """Open the evaluation window and measure the current model on the test set in a worker thread."""
-        dialog = self._ensure_dialog()
-        dialog.show()
-        dialog.raise_()
+        """Show the Evaluate page and measure the current model on the test set in a job."""
+        self.window.show_page(self.page)
         model = self.window.current_model
         if model is None:
-            dialog.set_failed("there is no model: load one or retrain first.")
+            self.page.set_failed("there is no model: load one or retrain first.")
             return False
         if self.is_running:
             return False
@@ -776,64 +654,35 @@ class EvaluateController(QObject):
             return EvalOutcome(model=model, evaluation=ev, uncalibrated=raw, test_images=mnist.test_images,
                                mnist=mnist)
 
-        dialog.set_running("reading the test set…")
+        self.page.set_running("reading the test set…")
         self._start(work, self._on_evaluated)
         return True
 
     def _start(self, fn, on_done) -> None:
-        job = Job(fn)
-        thread = QThread(self)
-        job.moveToThread(thread)
-        thread.started.connect(job.run)
-        job.progress.connect(self._on_progress)
-        job.done.connect(self._on_job_ended)
-        job.failed.connect(self._on_job_ended)
-        job.done.connect(on_done)
-        job.failed.connect(self._on_failed)
-        thread.finished.connect(self._on_thread_finished)  # queued: runs in the GUI thread
-        self._job = job
-        self._threads.append((thread, job))
-        thread.start()
+        self._job = Job(fn, on_done, self._on_failed, on_progress=self.page.set_progress,
+                        on_finished=self._on_job_finished, cancelled_by=(EvaluationCancelled,),
+                        expected=(data_mod.DataError,))
 
-    def _on_job_ended(self, *_) -> None:
-        self._job = None
-
-    @Slot(int, int)
-    def _on_progress(self, done: int, total: int) -> None:
-        if self.dialog is not None:
-            self.dialog.set_progress(done, total)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        ended = [(t, j) for t, j in self._threads if t is self.sender() or t.isFinished()]
-        for thread, job in ended:
-            self._threads.remove((thread, job))
-            self._forget(thread, job)
-
-    def _forget(self, thread: QThread, job: Job) -> None:
-        if self._job is job:  # cancelled: it ended without a result
+    def _on_job_finished(self) -> None:
+        if self._job is not None and self._job.finished:
             self._job = None
-        job.deleteLater()
-        thread.deleteLater()
-        if self._job is None and self.dialog is not None and self.dialog.progress.isVisible():
-            self.dialog.set_idle()
+        if self.page.progress.isVisible():
+            self.page.set_idle()
 
     @Slot(str)
     def _on_failed(self, text: str) -> None:
-        if self.dialog is not None:
-            self.dialog.set_failed(text)
+        self.page.set_failed(text)
         self.evaluation_failed.emit(text)
 
     @Slot(object)
     def _on_evaluated(self, outcome: EvalOutcome) -> None:
         self.mnist = outcome.mnist
         self.outcome = outcome
-        dialog = self._ensure_dialog()
-        dialog.set_outcome(outcome, self._model_name())
+        self.page.set_outcome(outcome, self._model_name())
         self.evaluation_finished.emit(outcome)
 
     def show_test_digit(self, index: int) -> None:
-        """Load test digit ``index`` into the window's panes as if it had been drawn."""
+        """Show test digit ``index`` on the Draw page as if it had been drawn (switching to it)."""
         o = self.outcome
         if o is None:
             return
@@ -842,36 +691,62 @@ class EvaluateController(QObject):
         label = (f"test digit #{index}: label {int(ev.labels[index])}, read {int(ev.predictions[index])} "
                  f"({float(ev.confidences[index]):.0%})")
         self.window.show_input(image, label)
+        self.window.show_page(self.window.draw_page)
 
     # ---- temperature -----------------------------------------------------------------------------
 
     def fit_temperature(self) -> bool:
-        """Fit the softmax temperature on the current model's validation split (worker thread), then keep it."""
+        """Fit the softmax temperature on the current model's validation split (a job); keep it if it helps."""
         model = self.window.current_model
         if model is None or self.is_running:
             return False
-        train_config = (getattr(self.window, "current_metadata", None) or {}).get("train_config")
-        dialog = self._ensure_dialog()
+        train_config = (self.window.current_metadata or {}).get("train_config")
+        before = self._temperature()
         load = self._data_loader()
 
         def work(progress, cancel):
             mnist = load()
             images, labels = validation_split(mnist, train_config)
             logits = compute_logits(model, images, progress=progress, cancel=cancel)
-            return FitOutcome(model=model, temperature=fit_temperature(logits, labels), n_validation=len(labels),
-                              mnist=mnist)
+            t = fit_temperature(logits, labels)
+            return FitOutcome(model=model, temperature=t, n_validation=len(labels), mnist=mnist,
+                              ece_before=evaluate_logits(logits, labels, before).ece,
+                              ece_after=evaluate_logits(logits, labels, t).ece, measured_on="validation")
 
-        dialog.set_running("fitting the temperature…")
+        self.pending_fit = None
+        self.page.set_running("fitting the temperature…", cover=False)
         self._start(work, self._on_fitted)
         return True
 
     @Slot(object)
     def _on_fitted(self, fit: FitOutcome) -> None:
         self.mnist = fit.mnist
-        w = self.window
-        if fit.model is not w.current_model:
+        if fit.model is not self.window.current_model:
             return  # the model changed meanwhile: the temperature belongs to another one
-        meta = dict(getattr(w, "current_metadata", None) or {})
+        o = self.outcome
+        if o is not None and o.model is fit.model:  # judge it on what the page shows: the test set
+            raw = o.uncalibrated
+            fit = replace(fit, measured_on="test", ece_before=o.evaluation.ece,
+                          ece_after=evaluate_logits(raw.logits, raw.labels, fit.temperature).ece)
+        if fit.ece_after > fit.ece_before + ECE_NOISE:
+            self.pending_fit = fit
+            self.page.show_fit(fit, applied=False)
+            self.window.statusBar().showMessage(
+                f"Temperature {fit.temperature:.3f} would make calibration worse; the model is unchanged", 8000)
+            self.temperature_refused.emit(fit.temperature)
+            return
+        self.apply_fit(fit)
+
+    def use_pending_fit(self) -> None:
+        """Keep the fitted temperature that calibrates worse, because the user asked for it."""
+        fit, self.pending_fit = self.pending_fit, None
+        if fit is not None and fit.model is self.window.current_model:
+            self.apply_fit(fit)
+
+    def apply_fit(self, fit: FitOutcome) -> None:
+        """Keep ``fit``'s temperature with the model (saved beside it) and read with it from now on."""
+        w = self.window
+        meta = dict(w.current_metadata or {})
         meta["temperature"] = round(fit.temperature, 5)
         meta["calibration"] = {"method": "temperature", "fitted_on": "validation split",
                                "n_validation": int(fit.n_validation)}
@@ -883,18 +758,12 @@ class EvaluateController(QObject):
             meta["metrics"] = metrics
         path, note = self._store(fit.model, meta)
         w.set_model(fit.model, meta, path)  # the window re-reads with the calibrated probabilities
-        if self.dialog is not None:
-            self.dialog.set_idle()
-            extra = f"Saved with the model in {path.name}." if path is not None else "The model is not saved yet."
-            self.dialog.calibration_summary.setText(
-                self.dialog.calibration_summary.text()
-                + f"<br>Temperature <b>{fit.temperature:.3f}</b> fitted on {fit.n_validation:,} validation "
-                f"digits. {html.escape(note or extra)}")
-            self.dialog.calibration_summary.setToolTip(str(path) if path is not None else "")
-        status = getattr(w, "statusBar", None)
-        if status is not None:
-            status().showMessage(f"Calibration temperature {fit.temperature:.3f} " + (
-                f"saved in {path}" if path is not None else "kept with the unsaved model"), 8000)
+        self.page.set_idle()
+        extra = f"Saved with the model in {path.name}." if path is not None else "The model is not saved yet."
+        self.page.show_fit(fit, applied=True, note=note or extra)
+        self.page.calibration_summary.setToolTip(str(path) if path is not None else "")
+        w.statusBar().showMessage(f"Calibration temperature {fit.temperature:.3f} " + (
+            f"saved in {path}" if path is not None else "kept with the unsaved model"), 8000)
         self.temperature_fitted.emit(fit.temperature)
 
     def _store(self, model: MLP, meta: dict) -> tuple[Path | None, str]:
@@ -902,7 +771,7 @@ class EvaluateController(QObject):
 
         Returns (path the model now lives in, or None when it stays unsaved; a note for the user).
         """
-        current = getattr(self.window, "current_model_path", None)
+        current = self.window.current_model_path
         if current is None:
             return None, ""
         current = Path(current)
@@ -928,69 +797,24 @@ class EvaluateController(QObject):
                 ev = o.uncalibrated if t == 1.0 else evaluate_logits(o.uncalibrated.logits, o.uncalibrated.labels, t)
                 self.outcome = EvalOutcome(model=o.model, evaluation=ev, uncalibrated=o.uncalibrated,
                                            test_images=o.test_images, mnist=o.mnist)
-                if self.dialog is not None:
-                    self.dialog.set_outcome(self.outcome, self._model_name())
+                self.page.set_outcome(self.outcome, self._model_name())
             return
+        had_figures = self.outcome is not None
         self.outcome = None
-        if self.dialog is not None and self.dialog.isVisible() and model is not None:
+        self.pending_fit = None
+        if self.window.current_page() is self.page and model is not None:
             QTimer.singleShot(0, self.evaluate)  # a new model (e.g. kept after retraining): measure it
-
-    # ---- why this answer -------------------------------------------------------------------------
-
-    def set_why_visible(self, on: bool) -> None:
-        settings = getattr(self.window, "settings", None)
-        if settings is not None:
-            settings.setValue(WHY_KEY, bool(on))
-        if on:
-            self.why_dock.show()
-            self.why_dock.raise_()
-            self._on_reading(getattr(self.window, "reading", None))
-        else:
-            self.why_dock.hide()
-            self._set_overlay(None)
-
-    def _set_overlay(self, rgba) -> None:
-        self.overlay = rgba
-        self.window.canvas.set_overlay(rgba)
-        self.overlay_changed.emit(rgba)
-
-    @Slot(object)
-    def _on_reading(self, reading) -> None:
-        if not self.action_why.isChecked():
-            return
-        model = getattr(self.window, "reading_model", None) or self.window.current_model
-        if reading is None or model is None or reading.blank or reading.digit is None:
-            self.why.show_nothing()
-            self._set_overlay(None)
-            return
-        image28 = np.asarray(reading.image28, np.float32)  # (28, 28)
-        digit, trace = int(reading.digit), reading.trace  # the reading's own forward pass: none here
-        sal = saliency(model, image28, digit, trace)  # (28, 28)
-        units, weights = top_units(model, image28, N_UNITS, trace)
-        acts = trace.activations[0][0][units] if len(units) else np.empty(0)
-        self.why.show_why(digit, sal, units, weights, acts)
-        pre = reading.preprocessed
-        if pre is None or pre.blank:
-            self._set_overlay(None)
-            return
-        values = map_to_input(sal, pre, OVERLAY_SIZE)  # (S, S)
-        self._set_overlay(saliency_rgba(values, float(np.abs(sal).max())))
+        elif had_figures:
+            self.page.set_stale()
 
     # ---- theme and closing -----------------------------------------------------------------------
 
     @Slot(str)
     def _apply_theme(self, name: str) -> None:
-        theme = THEMES.get(name, THEMES["dark"])
-        self.why.apply_theme(theme)
-        if self.dialog is not None:
-            self.dialog.apply_theme(theme)
+        self.page.apply_theme(THEMES.get(name, THEMES["dark"]))
 
     def shutdown(self) -> None:
-        """Stop a running job and wait for its thread (the window is closing)."""
+        """Cancel a running job and wait for it to end (the window is closing)."""
         if self._job is not None:
             self._job.cancel()
-        for thread, _job in list(self._threads):
-            thread.quit()
-            thread.wait(10000)
-        if self.dialog is not None:
-            self.dialog.close()
+            Job.wait_all()

@@ -1,18 +1,22 @@
-"""The main window: canvas, live reading, panes, menus, model handling and remembered settings.
+"""The main window: a mode bar and pages (Draw, Train, Evaluate), menus, model handling, remembered settings.
 
 The window wires the canvas to the network: a stroke update schedules a read on a
 single-shot timer at the display rate (so reads coalesce while the pen moves), the end
 of a stroke reads at once. A read is bitmap -> ``preprocess`` -> ``MLP.trace`` -> a
-``Reading``, which the label and panes show and ``reading_changed`` carries. Other
-controllers (retraining, evaluation) plug into its menus, toolbar and
-``set_reading_model``.
+``Reading``, which the label and panes show and ``reading_changed`` carries.
+
+Each page is a fixed composition of layouts and splitters (``draw.DrawPage``,
+``retrain.TrainPage``, ``evaluate.EvaluatePage``); the mode bar on the left and Ctrl+1…3
+switch between them. The one canvas sits on whichever of Draw and Train is shown, so both
+show the same drawing, its undo history and its reading. The controllers (training,
+evaluation, why this answer) are created here and given the window. Splitter sizes, the
+page and the panes shown are saved under a layout version; a state from another version,
+or one that does not restore, gives the default layout.
 """
 
 from __future__ import annotations
 
 import html
-import importlib
-import importlib.util
 import logging
 import os
 import platform
@@ -20,23 +24,24 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QRect, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QApplication,
-    QDockWidget,
+    QButtonGroup,
     QDoubleSpinBox,
     QFileDialog,
     QFrame,
-    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QPushButton,
+    QProgressBar,
     QSizePolicy,
     QSlider,
-    QSplitter,
+    QStackedWidget,
     QToolBar,
+    QToolButton,
+    QHBoxLayout,
     QVBoxLayout,
     QWidget,
 )
@@ -45,29 +50,28 @@ from digitpad.core import model_io
 from digitpad.core.mlp import MLP
 from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, read_image, read_input
 from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, Canvas
+from digitpad.qt.draw import DrawPage
+from digitpad.qt.evaluate import EvaluateController, EvaluatePage
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
-from digitpad.qt.panes.inference import ActivationsPane, LogitsPane, NetworkInputPane, ProbabilitiesPane
+from digitpad.qt.retrain import TrainController, TrainPage
+from digitpad.qt.why import WhyController
 
 log = logging.getLogger("digitpad")
 
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2  # of the saved layout; 1 was the dock layout
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.gif *.pgm *.ppm *.tif *.tiff *.webp);;All files (*)"
 MODEL_FILTER = "digitpad models (*.npz);;All files (*)"
 MODEL_SUFFIXES = (".npz",)
+DEFAULT_SIZE = (1280, 800)
+MODE_BAR_WIDTH = 84  # pixels
+SCREEN_SHARE = 0.92  # the first window takes at most this share of the screen's free area
 
-SHORTCUTS = [
+# what no menu action says: the rest of F1's table is generated from the window's actions
+SHORTCUTS_WITHOUT_ACTIONS = [
     ("Draw", "left mouse button, pen or finger on the canvas"),
     ("Cancel the stroke being drawn", "right mouse button"),
-    ("Undo the last stroke", "Ctrl+Z"),
-    ("Redo", "Ctrl+Shift+Z"),
-    ("Clear the canvas", "Esc or Delete"),
-    ("Thinner / wider pen", "[ / ]"),
-    ("Open an image", "Ctrl+O (or drop a file on the window)"),
-    ("Save the drawing as PNG", "Ctrl+S"),
-    ("Load a model", "Ctrl+L (or drop a .npz file)"),
-    ("Save the model as", "Ctrl+Shift+S"),
-    ("Keyboard shortcuts", "F1"),
-    ("Quit", "Ctrl+Q"),
+    ("Open an image or load a model", "drop the file on the window"),
+    ("Start training on the Train page", "Enter (after Ctrl+R)"),
 ]
 
 
@@ -90,44 +94,72 @@ def gray_to_rgba(image: np.ndarray) -> np.ndarray:
     return rgba
 
 
-class ModelBanner(QFrame):
-    """A bar above the canvas saying what is wrong with the model, with ways out."""
+class ModeBar(QFrame):
+    """The slim bar on the left that switches pages; a thin bar under Train shows a run's progress."""
+
+    page_chosen = Signal(int)  # index of the page
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.setObjectName("model_banner")
-        self.setFrameShape(QFrame.StyledPanel)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(10, 6, 6, 6)
-        self.text = QLabel()
-        self.text.setObjectName("model_banner_text")
-        self.text.setWordWrap(True)
-        self.text.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.text.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
-        lay.addWidget(self.text, 1)
-        self.load_button = QPushButton("Load model…")
-        self.retrain_button = QPushButton("Retrain…")
-        self.shipped_button = QPushButton("Use shipped model")
-        self.close_button = QPushButton("✕")
-        self.close_button.setToolTip("Hide this message")
-        self.close_button.setFixedWidth(28)
-        self.close_button.setFlat(True)
-        for b in (self.load_button, self.retrain_button, self.shipped_button, self.close_button):
-            lay.addWidget(b, 0, Qt.AlignTop)
-        self.close_button.clicked.connect(self.hide)
-        self.hide()
+        self.setObjectName("mode_bar")
+        self.setFrameShape(QFrame.NoFrame)
+        self.setFixedWidth(MODE_BAR_WIDTH)  # showing the progress bar must not narrow the page (and the canvas)
+        self.group = QButtonGroup(self)
+        self.group.setExclusive(True)
+        self.group.idClicked.connect(self.page_chosen)
+        self.buttons: list[QToolButton] = []
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(4, 8, 4, 8)
+        self._layout.setSpacing(4)
+        self._layout.addStretch(1)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("mode_train_progress")
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(5)
+        self.progress.setRange(0, 1000)
+        self.progress.hide()
 
-    def set_message(self, text: str) -> None:
-        self.text.setText(text)
-        self.show()
+    def add_page(self, title: str, name: str, tip: str) -> QToolButton:
+        button = QToolButton()
+        button.setObjectName(f"mode_{name}")
+        button.setText(title)
+        button.setToolTip(tip)
+        button.setCheckable(True)
+        button.setAutoRaise(True)
+        button.setToolButtonStyle(Qt.ToolButtonTextOnly)
+        button.setFixedSize(MODE_BAR_WIDTH - 8, 44)
+        button.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.group.addButton(button, len(self.buttons))
+        self._layout.insertWidget(self._layout.count() - 1, button)
+        if name == "train":
+            self._layout.insertWidget(self._layout.count() - 1, self.progress)
+        self.buttons.append(button)
+        return button
+
+    def set_current(self, index: int) -> None:
+        self.buttons[index].setChecked(True)
+
+    def set_progress(self, fraction: float | None, text: str = "") -> None:
+        """A run's progress under Train: ``fraction`` in [0, 1], None while it is unknown; no ``text`` hides it."""
+        if not text and fraction is None:
+            self.progress.hide()
+            return
+        if fraction is None:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(round(1000 * min(max(fraction, 0.0), 1.0))))
+        self.progress.setToolTip(text)
+        self.progress.show()
 
 
 class MainWindow(QMainWindow):
-    """The digitpad window: draw on the left, read the network's answer and its insides on the right."""
+    """The digitpad window: a mode bar and the Draw, Train and Evaluate pages."""
 
     reading_changed = Signal(object)  # Reading, after every read
     model_changed = Signal(object)  # the new current MLP (None when there is none)
     theme_changed = Signal(str)  # the theme's name, after the window itself is recoloured
+    page_changed = Signal(object)  # the page now shown
 
     def __init__(self, model_path: str | Path | None = None, settings: QSettings | None = None):
         super().__init__()
@@ -143,13 +175,19 @@ class MainWindow(QMainWindow):
         self._placing_input = False  # show_input is putting its picture on the canvas: no read of that
         self.reading: Reading = blank_reading(None)
         self.last_message: QMessageBox | None = None
+        self.quit_question: QMessageBox | None = None
+        self._quit_decided = False
+        self.drop_highlight = False  # a file is held over the window
         self.threshold = DEFAULT_THRESHOLD
         self.theme: Theme = THEMES[DEFAULT_THEME]
-        self.controllers: list = []
+        self.retrain: TrainController | None = None  # set once the pages exist
 
-        self._build_central()
-        self._build_panes()
+        self._build_pages()
         self._build_actions()
+        self.retrain = TrainController(self)
+        self.evaluation = EvaluateController(self)
+        self.why = WhyController(self)
+        self.controllers = (self.retrain, self.evaluation)
         self._build_menus_and_toolbar()
         self._build_status_bar()
 
@@ -168,68 +206,63 @@ class MainWindow(QMainWindow):
         self._restore_settings()
         self._update_status()
         self._load_initial_model(model_path)
-        self._attach_controllers()
+        self._update_banner_buttons()
         self._update_edit_actions()
         self.read_now()
 
     # ---- construction --------------------------------------------------------------------------
 
-    def _build_central(self) -> None:
-        central = QWidget()
-        central.setObjectName("central")
-        lay = QVBoxLayout(central)
-        lay.setContentsMargins(10, 8, 6, 8)
-        lay.setSpacing(6)
-        self.banner = ModelBanner()
+    def _build_pages(self) -> None:
+        th = self.theme
+        self.canvas = Canvas()
+        self.draw_page = DrawPage(th)
+        self.train_page = TrainPage(th, settings=self.settings)
+        self.evaluate_page = EvaluatePage(th)
+        self.pages = (self.draw_page, self.train_page, self.evaluate_page)
+        self._canvas_slots = {self.draw_page: self.draw_page.canvas_slot,
+                              self.train_page: self.train_page.canvas_slot}
+        d = self.draw_page
+        self.banner, self.reading_label, self.hint = d.banner, d.reading_label, d.hint
+        self.probabilities, self.network_input = d.probabilities, d.network_input
+        self.activations, self.logits = d.activations, d.logits
+        self.panes = d.panes
         self.banner.load_button.clicked.connect(self.choose_model)
         self.banner.shipped_button.clicked.connect(self.use_shipped_model)
-        self.banner.retrain_button.clicked.connect(self._start_retrain)
-        lay.addWidget(self.banner)
-        self.reading_label = QLabel()
-        self.reading_label.setObjectName("reading_label")
-        self.reading_label.setAccessibleName("What the network reads")
-        self.reading_label.setAlignment(Qt.AlignHCenter | Qt.AlignVCenter)
-        self.reading_label.setTextFormat(Qt.RichText)
-        self.reading_label.setMinimumHeight(86)
-        self.reading_label.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
-        lay.addWidget(self.reading_label)
-        self.canvas = Canvas()
-        lay.addWidget(self.canvas, 1)
-        self.hint = QLabel("Draw a digit · Ctrl+Z undo · Esc clear · drop an image to read it")
-        self.hint.setObjectName("canvas_hint")
-        self.hint.setAlignment(Qt.AlignHCenter)
-        lay.addWidget(self.hint)
+
+        self.stack = QStackedWidget()
+        self.stack.setObjectName("pages")
+        for page in self.pages:
+            self.stack.addWidget(page)
+        self.mode_bar = ModeBar()
+        for title, name, tip in (("Draw", "draw", "Draw a digit and see the network read it (Ctrl+1)"),
+                                 ("Train", "train", "Train a new network and watch it learn (Ctrl+2)"),
+                                 ("Evaluate", "evaluate", "How good the model is on the test set (Ctrl+3)")):
+            self.mode_bar.add_page(title, name, tip)
+        self.mode_bar.page_chosen.connect(lambda i: self.show_page(self.pages[i]))
+        central = QWidget()
+        central.setObjectName("central")
+        lay = QHBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(0)
+        lay.addWidget(self.mode_bar)
+        lay.addWidget(self.stack, 1)
         self.setCentralWidget(central)
+        self.show_page(self.draw_page)
 
-    def _dock(self, title: str, name: str, widget: QWidget) -> QDockWidget:
-        dock = QDockWidget(title, self)
-        dock.setObjectName(name)
-        dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetClosable
-                         | QDockWidget.DockWidgetFloatable)
-        return dock
+    def current_page(self) -> QWidget:
+        return self.stack.currentWidget()
 
-    def _build_panes(self) -> None:
-        th = self.theme
-        self.probabilities = ProbabilitiesPane(theme=th)
-        self.network_input = NetworkInputPane(theme=th)
-        self.activations = ActivationsPane(theme=th)
-        self.logits = LogitsPane(theme=th)
-        inside = QSplitter(Qt.Vertical)
-        inside.setObjectName("inside_splitter")
-        inside.addWidget(self.logits)
-        inside.addWidget(self.activations)
-        inside.setChildrenCollapsible(False)
-        inside.setSizes([200, 260])
-        self.panes = (self.probabilities, self.network_input, self.activations, self.logits)
-        self.probabilities_dock = self._dock("Probabilities", "probabilities_dock", self.probabilities)
-        self.network_input_dock = self._dock("What the network sees", "network_input_dock", self.network_input)
-        self.network_dock = self._dock("Inside the network for this drawing", "network_dock", inside)
-        self.addDockWidget(Qt.RightDockWidgetArea, self.probabilities_dock)
-        self.addDockWidget(Qt.RightDockWidgetArea, self.network_dock)
-        self.splitDockWidget(self.probabilities_dock, self.network_input_dock, Qt.Horizontal)
-        self.docks = (self.probabilities_dock, self.network_input_dock, self.network_dock)
-        self._default_state = None
+    def show_page(self, page: QWidget) -> None:
+        """Show ``page``; the canvas goes with Draw and Train (one drawing, read the same way on both)."""
+        slot = self._canvas_slots.get(page)
+        if slot is not None and slot.indexOf(self.canvas) < 0:
+            slot.addWidget(self.canvas)
+            self.canvas.show()
+        self.stack.setCurrentWidget(page)
+        self.mode_bar.set_current(self.pages.index(page))
+        if page is self.train_page and self.retrain is not None:
+            self.retrain.check_data()
+        self.page_changed.emit(page)
 
     def _action(self, text: str, name: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)
@@ -271,6 +304,19 @@ class MainWindow(QMainWindow):
                                   QKeySequence.HelpContents)
         self.action_about = a("&About digitpad", "action_about", self.show_about)
         self.action_reset_layout = a("&Reset layout", "action_reset_layout", self.reset_layout)
+        self.page_actions = [
+            a(f"&{title}", f"action_page_{page.objectName().removeprefix('page_')}",
+              lambda checked=False, p=page: self.show_page(p), f"Ctrl+{i + 1}", f"Show the {title} page")
+            for i, (title, page) in enumerate(zip(("Draw", "Train", "Evaluate"), self.pages))]
+        self.pane_actions = {}
+        d = self.draw_page
+        for key, label, box in (("probabilities", "&Probabilities", d.probabilities_box),
+                                ("network_input", "&What the network sees", d.network_input_box),
+                                ("network", "&Inside the network", d.network_box)):
+            act = QAction(label, self, checkable=True, checked=True)
+            act.setObjectName(f"action_show_{key}")
+            act.toggled.connect(box.setVisible)
+            self.pane_actions[key] = act
         self.theme_group = QActionGroup(self)
         self.theme_actions = {}
         for name, label in (("dark", "&Dark theme"), ("light", "&Light theme")):
@@ -294,31 +340,35 @@ class MainWindow(QMainWindow):
             self.menu_edit.addSeparator() if act is None else self.menu_edit.addAction(act)
         self.menu_model = mb.addMenu("&Model")
         self.menu_model.setObjectName("menu_model")
-        for act in (self.action_load_model, self.action_save_model, self.action_shipped_model):
-            self.menu_model.addAction(act)
+        for act in (self.action_load_model, self.action_save_model, self.action_shipped_model, None,
+                    self.evaluation.action_evaluate):
+            self.menu_model.addSeparator() if act is None else self.menu_model.addAction(act)
         self.menu_train = mb.addMenu("&Train")
         self.menu_train.setObjectName("menu_train")
+        self.menu_train.addActions(self.retrain.actions)
         self.menu_view = mb.addMenu("&View")
         self.menu_view.setObjectName("menu_view")
-        for dock in self.docks:
-            toggle = dock.toggleViewAction()
-            toggle.setObjectName(f"action_show_{dock.objectName()}")
-            self.menu_view.addAction(toggle)
+        self.menu_view.addActions(self.page_actions)
+        self.menu_view.addSeparator()
+        self.menu_view.addActions(list(self.pane_actions.values()))
+        self.menu_view.addAction(self.why.action_why)
         self.menu_view.addAction(self.action_reset_layout)
         self.menu_view.addSeparator()
         self.menu_theme = self.menu_view.addMenu("T&heme")
         self.menu_theme.setObjectName("menu_theme")
         for act in self.theme_actions.values():
             self.menu_theme.addAction(act)
-        self.menu_view.addSeparator()
         self.menu_help = mb.addMenu("&Help")
         self.menu_help.setObjectName("menu_help")
         self.menu_help.addAction(self.action_shortcuts)
         self.menu_help.addAction(self.action_about)
+        self.banner.retrain_button.clicked.connect(self.retrain.action_retrain.trigger)
 
         tb = QToolBar("Tools", self)
         tb.setObjectName("toolbar")
         tb.setMovable(False)
+        tb.setFloatable(False)
+        tb.toggleViewAction().setEnabled(False)  # no way to lose it
         tb.setToolButtonStyle(Qt.ToolButtonTextOnly)
         self.toolbar = tb
         self.addToolBar(Qt.TopToolBarArea, tb)
@@ -352,42 +402,27 @@ class MainWindow(QMainWindow):
         self.threshold_box.setToolTip("Below this confidence the window says it is not sure and shows the top two")
         self.threshold_box.valueChanged.connect(lambda v: self.set_threshold(v / 100.0))
         tb.addWidget(self.threshold_box)
-        tb.addSeparator()
 
     def _build_status_bar(self) -> None:
         self.status_model = QLabel()
         self.status_model.setObjectName("status_model")
         self.statusBar().addPermanentWidget(self.status_model)
 
-    def _attach_controllers(self) -> None:
-        """Plug in the retraining and evaluation controllers when they are installed."""
-        for module, cls, attr in (("digitpad.qt.retrain", "RetrainController", "retrain"),
-                                  ("digitpad.qt.evaluate", "EvaluateController", "evaluation")):
-            setattr(self, attr, None)
-            if importlib.util.find_spec(module) is None:
-                continue
-            try:
-                controller = getattr(importlib.import_module(module), cls)(self)
-            except Exception:  # a broken plug-in must not stop the window from opening
-                log.exception("could not start %s.%s", module, cls)
-                self.statusBar().showMessage(f"{cls} could not start; see the log", 10000)
-                continue
-            setattr(self, attr, controller)
-            self.controllers.append(controller)
-        if self.retrain is None:
-            for text, name in (("Retrain…", "action_retrain"), ("Stop training", "action_stop")):
-                act = QAction(text, self)
-                act.setObjectName(name)
-                act.setEnabled(False)
-                act.setToolTip("Retraining is not available in this installation")
-                self.menu_train.addAction(act)
-        self._update_banner_buttons()
+    def show_status(self, text: str, ms: int = 0) -> None:
+        """A status-bar message, cut to the room left of the model label (so it never runs under it)."""
+        bar = self.statusBar()
+        room = bar.width() - self.status_model.width() - 40
+        line = text.splitlines()[0] if text else ""
+        bar.showMessage(bar.fontMetrics().elidedText(line, Qt.ElideRight, max(room, 80)), ms)
+        bar.setToolTip(text if line != text or bar.currentMessage() != line else "")
 
     # ---- settings ------------------------------------------------------------------------------
 
+    def _splitters(self) -> list:
+        return [s for page in self.pages for s in page.splitters]
+
     def _restore_settings(self) -> None:
         s = self.settings
-        self._default_state = self.saveState(SETTINGS_VERSION)
         self.canvas.set_pen_width(_settings_float(s, "canvas/pen_width", DEFAULT_PEN_WIDTH))
         self.pen_width_slider.setValue(int(round(self.canvas.pen_width)))
         self._on_pen_width_changed(self.canvas.pen_width)
@@ -396,26 +431,62 @@ class MainWindow(QMainWindow):
         theme = str(s.value("view/theme", DEFAULT_THEME))
         self.set_theme(theme if theme in THEMES else DEFAULT_THEME)
         geometry = s.value("window/geometry")
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1280, 800)
-        state = s.value("window/state")
-        self._layout_pending = not (isinstance(state, QByteArray) and not state.isEmpty()
-                                    and self.restoreState(state, SETTINGS_VERSION))
+        if not (isinstance(geometry, QByteArray) and not geometry.isEmpty() and self.restoreGeometry(geometry)):
+            self._default_geometry()
+        self._layout_pending = not self._restore_layout()
+
+    def _restore_layout(self) -> bool:
+        """The saved page, panes shown and splitter sizes; False (and the defaults) unless all of it restores."""
+        s = self.settings
+        try:
+            version = int(s.value("layout/version", 0))
+        except (TypeError, ValueError):
+            version = 0
+        if version != SETTINGS_VERSION:
+            return False
+        states = [s.value(f"layout/{sp.objectName()}") for sp in self._splitters()]
+        if not all(isinstance(b, QByteArray) and not b.isEmpty() for b in states) \
+                or not all(sp.restoreState(b) for sp, b in zip(self._splitters(), states)):
+            self._default_layout()
+            return False
+        for key, act in self.pane_actions.items():
+            act.setChecked(str(s.value(f"layout/show_{key}", "true")).lower() != "false")
+        names = [p.objectName() for p in self.pages]
+        page = str(s.value("layout/page", "page_draw"))
+        self.show_page(self.pages[names.index(page)] if page in names else self.draw_page)
+        return True
+
+    def _default_geometry(self) -> None:
+        """1280x800, or less on a smaller screen so the whole window, status bar included, is on it."""
+        w, h = DEFAULT_SIZE
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            self.resize(w, h)
+            return
+        free = screen.availableGeometry()
+        frame = QRect(0, 0, min(w, int(free.width() * SCREEN_SHARE)), min(h, int(free.height() * SCREEN_SHARE)))
+        frame.moveCenter(free.center())
+        self.setGeometry(frame)
 
     def _default_layout(self) -> None:
-        """Share the window between canvas and panes: about half each, the input pane square-ish."""
+        """Every splitter at its default sizes for the window's size, every pane shown, the Draw page."""
         w, h = self.width(), self.height()
-        right = max(520, int(w * 0.5))
-        top = max(200, int(h * 0.32))
-        self.resizeDocks([self.probabilities_dock, self.network_dock], [top, h - top], Qt.Vertical)
-        self.resizeDocks([self.probabilities_dock, self.network_input_dock], [right - top, top], Qt.Horizontal)
+        self.draw_page.default_sizes(w - MODE_BAR_WIDTH, h)
+        self.train_page.default_sizes(w - MODE_BAR_WIDTH)
+        self.evaluate_page.body.setSizes([int(w * 0.4), int(w * 0.6)])
+        for act in self.pane_actions.values():
+            act.setChecked(True)
 
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState(SETTINGS_VERSION))
+        s.remove("window/state")  # the dock layout of version 1
+        s.setValue("layout/version", SETTINGS_VERSION)
+        for sp in self._splitters():
+            s.setValue(f"layout/{sp.objectName()}", sp.saveState())
+        for key, act in self.pane_actions.items():
+            s.setValue(f"layout/show_{key}", act.isChecked())
+        s.setValue("layout/page", self.current_page().objectName())
         s.setValue("canvas/pen_width", float(self.canvas.pen_width))
         s.setValue("reading/threshold", float(self.threshold))
         s.setValue("view/theme", self.theme.name)
@@ -424,10 +495,6 @@ class MainWindow(QMainWindow):
         s.sync()
 
     def reset_layout(self) -> None:
-        if self._default_state is not None:
-            self.restoreState(self._default_state, SETTINGS_VERSION)
-        for dock in self.docks:
-            dock.show()
         self._default_layout()
 
     # ---- models --------------------------------------------------------------------------------
@@ -484,8 +551,7 @@ class MainWindow(QMainWindow):
     def _update_banner_buttons(self) -> None:
         shipped = model_io.shipped_model_path()
         self.banner.shipped_button.setVisible(shipped.is_file() and self.current_model_path != shipped)
-        retrain = self.findChild(QAction, "action_retrain")
-        self.banner.retrain_button.setEnabled(retrain is not None and retrain.isEnabled())
+        self.banner.retrain_button.setEnabled(self.retrain is not None and self.retrain.action_retrain.isEnabled())
         self.action_shipped_model.setEnabled(shipped.is_file())
         self.action_save_model.setEnabled(self.current_model is not None)
 
@@ -569,11 +635,6 @@ class MainWindow(QMainWindow):
             return str(model_io.user_models_dir())
         except OSError:
             return str(Path.home())
-
-    def _start_retrain(self) -> None:
-        act = self.findChild(QAction, "action_retrain")
-        if act is not None and act.isEnabled():
-            act.trigger()
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -729,13 +790,28 @@ class MainWindow(QMainWindow):
     def dragEnterEvent(self, event):
         if self._dropped_path(event.mimeData()) is not None:
             event.acceptProposedAction()
+            self._set_drop_highlight(True)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event):
-        self.dragEnterEvent(event)
+        if self._dropped_path(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragLeaveEvent(self, event):
+        self._set_drop_highlight(False)
+        super().dragLeaveEvent(event)
+
+    def _set_drop_highlight(self, on: bool) -> None:
+        """While a file is held over the window the canvas frame takes the accent colour: it can be dropped."""
+        self.drop_highlight = on
+        self.canvas.frame_color = QColor(self.theme.accent if on else self.theme.muted)
+        self.canvas.update()
 
     def dropEvent(self, event):
+        self._set_drop_highlight(False)
         path = self._dropped_path(event.mimeData())
         if path is None:
             event.ignore()
@@ -768,12 +844,21 @@ class MainWindow(QMainWindow):
         box.destroyed.connect(lambda *_: setattr(self, "last_message", None) if self.last_message is box else None)
         box.open()
         if kind in ("warning", "error"):
-            self.statusBar().showMessage(text.splitlines()[-1], 10000)
+            self.show_status(text.splitlines()[-1], 10000)
         return box
+
+    def shortcut_rows(self) -> list[tuple[str, str]]:
+        """(what, keys) for every action of the window that has a shortcut, then what no action says."""
+        rows = []
+        for action in self.actions():
+            keys = [k.toString(QKeySequence.NativeText) for k in action.shortcuts() if not k.isEmpty()]
+            if keys:
+                rows.append((action.text().replace("&", "").rstrip("…"), " or ".join(keys)))
+        return rows + SHORTCUTS_WITHOUT_ACTIONS
 
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td>{html.escape(what)}</td><td>&nbsp;&nbsp;<b>{html.escape(keys)}</b></td></tr>"
-                       for what, keys in SHORTCUTS)
+                       for what, keys in self.shortcut_rows())
         self.message("info", "Keyboard shortcuts", f"<table>{rows}</table>", name="shortcuts_dialog")
 
     def about_text(self) -> str:
@@ -812,11 +897,12 @@ class MainWindow(QMainWindow):
         self.message("info", "About digitpad", self.about_text(), name="about_dialog")
 
     # ---- theme ---------------------------------------------------------------------------------
+    # ---- theme ---------------------------------------------------------------------------------
 
     def set_theme(self, name: str) -> None:
-        """Switch between the light and dark themes: window palette, canvas frame and panes.
+        """Switch between the light and dark themes: window palette, canvas frame and every page.
 
-        ``theme_changed`` then tells the controllers' panes (training, evaluation) to follow.
+        ``theme_changed`` then tells the controllers to follow.
         """
         theme = THEMES.get(name, THEMES[DEFAULT_THEME])
         self.theme = theme
@@ -826,30 +912,12 @@ class MainWindow(QMainWindow):
             app.setPalette(make_palette(theme))
         self.canvas.frame_color = QColor(theme.muted)
         self.canvas.update()
-        self.hint.setStyleSheet(f"color: {theme.muted};")
-        self.banner.setStyleSheet(f"#model_banner {{ background: {'#4a2b22' if theme.name == 'dark' else '#fde6d8'};"
-                                  f" border: 1px solid {theme.negative}; border-radius: 4px; }}")
-        for pane in self.panes:
-            pane.apply_theme(theme)
-            pane.set_reading(self.reading)
+        self.draw_page.apply_theme(theme, self.reading)
+        self.train_page.apply_theme(theme)
+        self.train_page.probabilities.set_reading(self.reading)
+        self.evaluate_page.apply_theme(theme)
         self._update_reading_label()
         self.theme_changed.emit(theme.name)
-
-    def resizeEvent(self, event):
-        super().resizeEvent(event)
-        QTimer.singleShot(0, self._give_spare_width_to_panes)
-
-    def _give_spare_width_to_panes(self) -> None:
-        """The canvas is square: when the window grows wider than that needs, widen the panes instead."""
-        dock = self.network_dock
-        if not self.isVisible() or not dock.isVisible() or dock.isFloating() \
-                or self.dockWidgetArea(dock) != Qt.RightDockWidgetArea:
-            return
-        spare = self.canvas.width() - self.canvas.height()
-        if spare > 40 and self.canvas.height() >= 240:
-            width = min(dock.width() + spare - 20, int(0.62 * self.width()))
-            if width > dock.width():
-                self.resizeDocks([dock], [width], Qt.Horizontal)
 
     def showEvent(self, event):
         super().showEvent(event)
@@ -863,15 +931,54 @@ class MainWindow(QMainWindow):
     # ---- closing -------------------------------------------------------------------------------
 
     def closeEvent(self, event):
-        for controller in self.controllers:
-            shutdown = getattr(controller, "shutdown", None)
-            if shutdown is not None:
-                try:
-                    shutdown()
-                except Exception:
-                    log.exception("shutting down %s", type(controller).__name__)
+        """Close at once; with a run going or a new network not kept, first ask Keep and quit / Discard / Cancel."""
+        if self.retrain.needs_decision() and not self._quit_decided:
+            event.ignore()
+            self.ask_before_quit()
+            return
+        self._quit_decided = False
         self.save_settings()
+        self.hide()  # gone from the screen now, whatever the controllers still have to end
+        for controller in self.controllers:
+            try:
+                controller.shutdown()
+            except Exception:
+                log.exception("shutting down %s", type(controller).__name__)
         super().closeEvent(event)
+
+    def ask_before_quit(self) -> QMessageBox:
+        """The question before quitting with unkept training (window-modal, does not block the caller)."""
+        if self.quit_question is not None:
+            self.quit_question.raise_()
+            return self.quit_question
+        running = self.retrain.is_running
+        text = ("A network is being trained." if running else "The network from the last run has not been kept.")
+        box = QMessageBox(QMessageBox.Question, "Quit digitpad", text, QMessageBox.NoButton, self)
+        box.setObjectName("quit_question")
+        box.setInformativeText("Keep it (the run is stopped and its best weights saved) before quitting?"
+                               if running else "Keep it before quitting?")
+        keep = box.addButton("&Keep and quit", QMessageBox.AcceptRole)
+        keep.setObjectName("quit_keep")
+        discard = box.addButton("&Discard", QMessageBox.DestructiveRole)
+        discard.setObjectName("quit_discard")
+        cancel = box.addButton(QMessageBox.Cancel)
+        cancel.setObjectName("quit_cancel")
+        box.setDefaultButton(keep)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+
+        def answered(button):
+            self.quit_question = None
+            if button is keep:
+                self.retrain.keep_and_close()
+            elif button is discard:
+                self._quit_decided = True
+                self.close()
+
+        box.buttonClicked.connect(answered)
+        box.finished.connect(lambda *_: setattr(self, "quit_question", None))
+        self.quit_question = box
+        box.open()
+        return box
 
 
 def describe_training(tc: dict) -> str:

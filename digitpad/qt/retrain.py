@@ -1,19 +1,16 @@
-"""Train ▸ Retrain…: the menu and toolbar actions, the worker thread, the live panes, keep or revert.
+"""The Train page and its controller: settings inline, a live dashboard, your drawing read as it learns.
 
-``RetrainController(window)`` plugs into the main window through a few names only
-(``menu_train``, ``toolbar``, ``addDockWidget``, ``current_model``, ``set_model``,
-``set_reading_model``; ``menu_view`` and ``settings`` when present). A run goes:
-dialog -> ``TrainConfig`` -> MNIST located (or downloaded) -> ``TrainWorker`` in a
-``QThread`` -> records drained by a GUI timer into a ``TrainingHistory`` -> panes
-redrawn, canvas read with the newest weights -> test accuracy measured in the worker ->
-Keep (saved atomically in the user's models folder, becomes the current model) or Revert.
+``TrainPage`` is a fixed composition: the settings (``TrainSettings``, the MNIST panel when
+the data is missing, Start / Pause / Stop, and at the end the result with Keep / Revert) on
+the left, the dashboard (``TrainingPanes``, rebuilt for each run's number of layers) in the
+middle, and on the right the shared drawing canvas with its probability bars, so the user
+watches their own digit's probabilities sharpen while the network learns.
 
-The training dock's home is the bottom of the window, where it would squeeze the canvas
-and its own heatmaps. While a run goes (and until its Keep or Revert) it is tabbed with
-the "Inside the network" dock instead, given most of the window's width with the canvas
-column still wide enough to draw in; Keep, Revert, closing the dock or closing the window
-put the user's layout back exactly as it was (so the remembered window state is never the
-training one). A training dock the user placed somewhere else is left where it is.
+``TrainController(window)`` owns a run: settings -> ``TrainConfig`` -> MNIST located ->
+``TrainWorker`` in a ``QThread`` -> records drained by a GUI timer into a ``TrainingHistory``
+-> dashboard redrawn, canvas read with the newest weights, the mode bar's progress moved ->
+test accuracy measured in the worker -> Keep (saved atomically in the user's models folder,
+becomes the current model) or Revert. A run goes on whichever page is shown.
 """
 
 from __future__ import annotations
@@ -21,29 +18,137 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QObject, QSettings, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QSettings, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDialog, QDockWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QSplitter,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
 
 from digitpad.core import data as data_mod
 from digitpad.core import model_io
 from digitpad.core.mlp import MLP
-from digitpad.qt.panes import DEFAULT_THEME, THEMES
-from digitpad.qt.panes.training import TrainingHistory, TrainingPanes
-from digitpad.qt.train_dialog import DataDialog, TrainDialog
-from digitpad.qt.worker import RunInfo, RunOutcome, TrainWorker
+from digitpad.qt.panes import Theme
+from digitpad.qt.panes.inference import ProbabilitiesPane
+from digitpad.qt.panes.training import ResultPanel, TrainingHistory, TrainingPanes
+from digitpad.qt.train_dialog import DataPanel, TrainSettings
+from digitpad.qt.worker import RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
 REFRESH_MS = 50  # panes redraw pace (20 Hz), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
-SHUTDOWN_WAIT_MS = 10000
-CANVAS_SHARE = 0.36  # of the window's width left to the canvas column while the training panes are beside it
-MIN_CANVAS_COLUMN = 460  # pixels: the canvas column never gets narrower than this for the training panes
-PROBABILITIES_HEIGHT = 190  # pixels for the probabilities row above the training panes
+SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
+SETTINGS_WIDTH = 370  # pixels: the settings column's default width
+LIVE_WIDTH = 250  # pixels: the live drawing column's default width
 
 
-class RetrainController(QObject):
-    """Owns a run from the Retrain dialog to Keep / Revert; one run at a time."""
+class TrainPage(QWidget):
+    """The Train page: settings and run controls | live dashboard | the drawing and its probabilities."""
+
+    def __init__(self, theme: Theme, settings: QSettings | None = None, parent=None):
+        super().__init__(parent)
+        self.setObjectName("page_train")
+
+        self.settings_form = TrainSettings(settings=settings)
+        self.data_panel = DataPanel()
+        self.data_panel.hide()
+        self.start_button = QPushButton("&Start")
+        self.start_button.setObjectName("train_start")
+        self.start_button.setAutoDefault(True)  # Enter on the focused button starts: Ctrl+R, Enter
+        self.start_button.setToolTip("Train a new network with these settings (Enter)")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setObjectName("train_pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setEnabled(False)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("train_stop")
+        self.stop_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.pause_button)
+        buttons.addWidget(self.stop_button)
+        self.pending_note = QLabel("The network from the last run has not been kept; Start discards it.")
+        self.pending_note.setObjectName("train_pending_note")
+        self.pending_note.setWordWrap(True)
+        self.pending_note.hide()
+        self.result_panel = ResultPanel()
+        self.result_panel.hide()
+        line = QFrame()
+        line.setFrameShape(QFrame.HLine)
+
+        column = QWidget()
+        column.setObjectName("train_settings_column")
+        col = QVBoxLayout(column)
+        col.setContentsMargins(8, 8, 8, 8)
+        col.addWidget(self.settings_form)
+        col.addWidget(self.data_panel)
+        col.addLayout(buttons)
+        col.addWidget(self.pending_note)
+        col.addWidget(line)
+        col.addWidget(self.result_panel)
+        col.addStretch(1)
+        self.settings_scroll = QScrollArea()
+        self.settings_scroll.setObjectName("train_settings_scroll")
+        self.settings_scroll.setWidget(column)
+        self.settings_scroll.setWidgetResizable(True)
+        self.settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.settings_scroll.setFrameShape(QFrame.NoFrame)
+        bar = self.settings_scroll.style().pixelMetric(QStyle.PM_ScrollBarExtent)
+        self.settings_scroll.setMinimumWidth(column.minimumSizeHint().width() + bar)  # never cut off at the side
+
+        self.panes = TrainingPanes(theme=theme)
+
+        live = QWidget()
+        live.setObjectName("train_live")
+        lv = QVBoxLayout(live)
+        lv.setContentsMargins(4, 8, 8, 8)
+        caption = QLabel("Your drawing, read by the network as it learns")
+        caption.setObjectName("train_live_caption")
+        caption.setWordWrap(True)
+        lv.addWidget(caption)
+        self.canvas_slot = QVBoxLayout()  # the window's one canvas sits here while this page is shown
+        self.canvas_slot.setContentsMargins(0, 0, 0, 0)
+        lv.addLayout(self.canvas_slot, 3)
+        self.probabilities = ProbabilitiesPane(theme=theme)
+        self.probabilities.setObjectName("train_probabilities")
+        self.probabilities.setMinimumSize(200, 130)
+        lv.addWidget(self.probabilities, 2)
+        live.setMinimumWidth(220)
+        live.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Expanding)
+
+        self.splitter = QSplitter(Qt.Horizontal)
+        self.splitter.setObjectName("train_splitter")
+        self.splitter.addWidget(self.settings_scroll)
+        self.splitter.addWidget(self.panes)
+        self.splitter.addWidget(live)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(1, 3)  # a narrower window takes most from the dashboard, some from the
+        self.splitter.setStretchFactor(2, 1)  # drawing, none from the settings (already at their minimum)
+        self.splitters = (self.splitter,)
+        self.default_sizes(1200)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.splitter)
+
+    def default_sizes(self, width: int) -> None:
+        """Settings and the live drawing at their default widths, the dashboard the rest."""
+        self.splitter.setSizes([SETTINGS_WIDTH, max(width - SETTINGS_WIDTH - LIVE_WIDTH, 300), LIVE_WIDTH])
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.panes.apply_theme(theme)
+        self.probabilities.apply_theme(theme)
+
+
+class TrainController(QObject):
+    """Owns a run from Start to Keep / Revert; one run at a time."""
 
     run_started = Signal(object)  # RunInfo
     run_finished = Signal(object)  # RunOutcome
@@ -55,8 +160,9 @@ class RetrainController(QObject):
     def __init__(self, window):
         super().__init__(window)
         self.window = window
-        settings = getattr(window, "settings", None)
-        self.settings = settings if isinstance(settings, QSettings) else QSettings()
+        self.settings: QSettings = window.settings
+        self.page: TrainPage = window.train_page
+        self.panes = self.page.panes
         self.history: TrainingHistory | None = None
         self.outcome: RunOutcome | None = None  # waiting for Keep or Revert
         self.thread: QThread | None = None  # the last run's thread (kept to be joined)
@@ -67,15 +173,14 @@ class RetrainController(QObject):
         self._reading_time = 0.0
         self._drew_last_tick = False
         self._config = None
-        self._user_layout: QByteArray | None = None  # the window's state before a run rearranged it
-        self._training_area = None  # the dock area the training dock was moved into for the run
-        self._restoring = False
+        self._waiting_config = None  # asked to start while MNIST was missing
+        self._then_close = False  # "Keep and quit" during a run: keep when it ends, then close
 
         self.action_retrain = QAction("&Retrain…", self)
         self.action_retrain.setObjectName("action_retrain")
         self.action_retrain.setShortcut(QKeySequence("Ctrl+R"))
-        self.action_retrain.setStatusTip("Train a new network on MNIST and watch it learn")
-        self.action_retrain.triggered.connect(self.open_dialog)
+        self.action_retrain.setStatusTip("Train a new network on MNIST and watch it learn (then Enter)")
+        self.action_retrain.triggered.connect(self.open_page)
         self.action_pause = QAction("&Pause training", self)
         self.action_pause.setObjectName("action_pause")
         self.action_pause.setShortcut(QKeySequence("Ctrl+P"))
@@ -88,34 +193,23 @@ class RetrainController(QObject):
         self.action_stop.setStatusTip("Stop now; the best weights so far are offered to keep")
         self.action_stop.setEnabled(False)
         self.action_stop.triggered.connect(self.stop)
-        actions = (self.action_retrain, self.action_pause, self.action_stop)
-        menu = getattr(window, "menu_train", None)
-        if menu is not None:
-            menu.addActions(actions)
-        toolbar = getattr(window, "toolbar", None)
-        if toolbar is not None:
-            toolbar.addSeparator()
-            toolbar.addActions(actions)
+        self.actions = (self.action_retrain, self.action_pause, self.action_stop)
+        for action in self.actions:
+            window.addAction(action)
 
-        self.panes = TrainingPanes(theme=getattr(window, "theme", THEMES[DEFAULT_THEME]))
-        self.panes.result_panel.keep_requested.connect(self.keep)
-        self.panes.result_panel.revert_requested.connect(self.revert)
-        self.dock = QDockWidget("Training", window)
-        self.dock.setObjectName("training_dock")
-        self.dock.setWidget(self.panes)
-        window.addDockWidget(Qt.BottomDockWidgetArea, self.dock)
-        self.dock.hide()
-        self.dock.toggleViewAction().toggled.connect(self._on_dock_toggled)
-        view = getattr(window, "menu_view", None)
-        if view is not None:
-            view.addAction(self.dock.toggleViewAction())
+        p = self.page
+        p.start_button.clicked.connect(self.start_from_page)
+        p.pause_button.toggled.connect(self.set_paused)
+        p.stop_button.clicked.connect(self.stop)
+        p.result_panel.keep_requested.connect(self.keep)
+        p.result_panel.revert_requested.connect(self.revert)
+        p.data_panel.found.connect(self._on_data_found)
+        window.reading_changed.connect(p.probabilities.set_reading)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
-        theme_changed = getattr(window, "theme_changed", None)
-        if theme_changed is not None:
-            theme_changed.connect(self._on_theme_changed)
+        self.panes.prepare(self.page.settings_form.config())  # axes and heatmaps ready before the first run
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -127,61 +221,73 @@ class RetrainController(QObject):
     def is_paused(self) -> bool:
         return self._worker is not None and self._worker.paused
 
-    def _status(self, text: str, ms: int = 0) -> None:
-        bar = getattr(self.window, "statusBar", None)
-        if callable(bar):
-            bar().showMessage(text, ms)
+    def needs_decision(self) -> bool:
+        """A run is going, or a finished one is neither kept nor reverted: quitting must ask."""
+        return self._running or self.outcome is not None
 
-    @Slot(str)
-    def _on_theme_changed(self, name: str) -> None:
-        """Recolour the training panes at once, during a run or not."""
-        self.panes.apply_theme(THEMES.get(name, THEMES[DEFAULT_THEME]))
+    def _status(self, text: str, ms: int = 0) -> None:
+        self.window.show_status(text, ms)
 
     # ---- starting ----------------------------------------------------------------------------
 
     @Slot()
-    def open_dialog(self) -> None:
-        """Train ▸ Retrain…: ask for the settings, then start."""
-        if self._running:
-            return
-        dialog = TrainDialog(self.window, self.settings, pending_model=self.outcome is not None)
-        accepted = dialog.exec() == QDialog.Accepted
-        # keyboard focus back to the window, so Ctrl+P / Ctrl+. work at once (not every desktop does this)
-        self.window.activateWindow()
-        if accepted:
-            self.start(dialog.config())
+    def open_page(self) -> None:
+        """Train ▸ Retrain…: the Train page, Quick selected, Start focused (so Enter trains)."""
+        self.window.show_page(self.page)
+        if not self._running:
+            self.page.settings_form.select_preset("quick")
+        self.check_data()
+        self.page.start_button.setFocus(Qt.ShortcutFocusReason)
+
+    def check_data(self) -> Path | None:
+        """The MNIST folder, or None with the panel that gets it shown on the page."""
+        folder = data_mod.find_data_dir(self.settings.value(DATA_DIR_KEY) or None)
+        self.page.data_panel.setVisible(folder is None and not self._running)
+        return folder
+
+    @Slot()
+    def start_from_page(self) -> bool:
+        config = self.page.settings_form.try_config()
+        if config is None:
+            return False
+        self.page.settings_form.remember(config)
+        return self.start(config)
+
+    @Slot(object)
+    def _on_data_found(self, folder: Path) -> None:
+        self.settings.setValue(DATA_DIR_KEY, str(folder))
+        self.page.data_panel.hide()
+        config, self._waiting_config = self._waiting_config, None
+        if config is not None:
+            self.start(config)
 
     def locate_data(self) -> Path | None:
-        """A folder with MNIST: remembered, found, or got from the user (download or choose)."""
-        remembered = self.settings.value(DATA_DIR_KEY) or None
-        folder = data_mod.find_data_dir(remembered)
-        if folder is not None:
-            return folder
-        dialog = DataDialog(self.window)
-        if dialog.exec() != QDialog.Accepted or dialog.folder is None:
-            return None
-        self.settings.setValue(DATA_DIR_KEY, str(dialog.folder))
-        return dialog.folder
+        """A folder with MNIST (remembered or found), or None."""
+        return data_mod.find_data_dir(self.settings.value(DATA_DIR_KEY) or None)
 
     def start(self, config, mnist=None, data_dir=None) -> bool:
         """Start training ``config`` in a worker thread; ``mnist`` (any object with the four arrays) skips loading.
 
-        Returns False when a run is already going or no MNIST could be found.
+        Returns False when a run is already going or MNIST is missing (the page then shows
+        how to get it, and the run starts once it is there).
         """
         if self._running or self._closing:
             return False
         if mnist is None and data_dir is None:
             data_dir = self.locate_data()
             if data_dir is None:
+                self._waiting_config = config
+                self.window.show_page(self.page)
+                self.page.data_panel.show()
+                self._status("Training needs MNIST: download it or choose a folder that has it")
                 return False
         if self.outcome is not None:
-            self.revert(restore_layout=False)  # the next run keeps the training layout
+            self.revert()
         self._join_thread()
         self._config = config
         self.history = None
         self._reading_version = 0
-        worker = TrainWorker(config, mnist=mnist, data_dir=data_dir,
-                             old_model=getattr(self.window, "current_model", None))
+        worker = TrainWorker(config, mnist=mnist, data_dir=data_dir, old_model=self.window.current_model)
         thread = QThread()
         thread.setObjectName("digitpad-training")
         worker.moveToThread(thread)
@@ -190,92 +296,34 @@ class RetrainController(QObject):
         worker.run_finished.connect(self._on_finished)
         worker.run_failed.connect(self._on_failed)
         self._worker, self.thread = worker, thread
-        self._running = True
-        self.action_retrain.setEnabled(False)
-        self.action_pause.setEnabled(True)
-        self.action_stop.setEnabled(True)
-        theme = getattr(self.window, "theme", None)
-        if theme is not None and theme is not self.panes.theme:
-            self.panes.apply_theme(theme)  # a window without theme_changed: catch up at the start of a run
+        self._set_running(True)
+        self.page.result_panel.hide()
+        self.page.data_panel.hide()
         self.panes.prepare(config)  # lay out (and first paint) the plots while the data loads
         self.panes.progress.setRange(0, 0)
-        self.panes.progress.setFormat("loading MNIST…" if mnist is None else "starting…")
+        self.panes.set_progress_text("loading MNIST…" if mnist is None else "starting…")
         self.panes.status.setText("")
-        self._arrange_for_training()
+        self.window.mode_bar.set_progress(None, "training: loading MNIST…")
         self._status("Training: loading MNIST…" if mnist is None else "Training…")
         thread.start()
         return True
 
-    # ---- room for the panes ------------------------------------------------------------------
-
-    def _arrange_for_training(self) -> None:
-        """Show the training dock beside the canvas, tabbed with "Inside the network", and widen it.
-
-        Only when the dock is at home (docked at the bottom): a dock the user moved or floated
-        stays where it is. The window's state is kept to be put back when the run is dealt with.
-        """
-        w, dock = self.window, self.dock
-        if self._user_layout is None and not dock.isFloating() and hasattr(w, "saveState") \
-                and w.dockWidgetArea(dock) == Qt.BottomDockWidgetArea:
-            side = (Qt.RightDockWidgetArea, Qt.LeftDockWidgetArea)
-
-            def usable(d):
-                return d is not None and d.isVisible() and not d.isFloating() and w.dockWidgetArea(d) in side
-
-            network = getattr(w, "network_dock", None)
-            probabilities = getattr(w, "probabilities_dock", None)
-            self._user_layout = w.saveState()
-            self._restoring = True  # moving the dock hides and shows it: not the user closing it
-            try:
-                if usable(network):
-                    w.tabifyDockWidget(network, dock)
-                elif usable(probabilities):
-                    w.splitDockWidget(probabilities, dock, Qt.Vertical)
-                else:
-                    w.addDockWidget(Qt.RightDockWidgetArea, dock)
-                dock.show()
-            finally:
-                self._restoring = False
-            self._training_area = w.dockWidgetArea(dock)
-            QTimer.singleShot(0, self._size_for_training)
-        dock.show()
-        dock.raise_()
-
-    def _size_for_training(self) -> None:
-        """Most of the width to the training panes, a thin probabilities row above them."""
-        w, dock = self.window, self.dock
-        if self._user_layout is None or not dock.isVisible() or dock.isFloating():
-            return
-        width = w.width()
-        w.resizeDocks([dock], [width - max(MIN_CANVAS_COLUMN, int(width * CANVAS_SHARE))], Qt.Horizontal)
-        probabilities = getattr(w, "probabilities_dock", None)
-        if probabilities is not None and probabilities.isVisible() and not probabilities.isFloating() \
-                and w.dockWidgetArea(probabilities) == self._training_area:
-            w.resizeDocks([probabilities, dock], [PROBABILITIES_HEIGHT, w.height()], Qt.Vertical)
-
-    def _restore_user_layout(self) -> None:
-        """Put back the layout from before the run, unless the user has since moved the training dock."""
-        state, self._user_layout = self._user_layout, None
-        if state is None:
-            return
-        if self.dock.isFloating() or self.window.dockWidgetArea(self.dock) != self._training_area:
-            return  # moved during the run: where the user put it is where it stays
-        w = self.window
-        size = w.size()
-        self._restoring = True
-        try:
-            self.dock.hide()  # restoring around the visible panes' tab can make the window grow
-            w.restoreState(state)
-        finally:
-            self._restoring = False
-        if w.size() != size and not (w.windowState() & (Qt.WindowMaximized | Qt.WindowFullScreen)):
-            w.resize(size)  # the layout put back, not a bigger window
-
-    @Slot(bool)
-    def _on_dock_toggled(self, shown: bool) -> None:
-        if not shown and not self._restoring and self._user_layout is not None:
-            self._restore_user_layout()  # closed by the user: the rest of the layout goes back too
-            self.dock.hide()
+    def _set_running(self, running: bool) -> None:
+        self._running = running
+        p = self.page
+        for w in (p.start_button, self.action_retrain):
+            w.setEnabled(not running)
+        for w in (p.pause_button, p.stop_button, self.action_pause, self.action_stop):
+            w.setEnabled(running)
+        p.settings_form.setEnabled(not running)
+        p.pending_note.setVisible(False)
+        if not running:
+            for w in (self.action_pause, p.pause_button):
+                w.blockSignals(True)
+                w.setChecked(False)
+                w.blockSignals(False)
+            self.action_pause.setText("&Pause training")
+            p.pause_button.setText("Pause")
 
     # ---- worker signals (queued into the GUI thread) -------------------------------------------
 
@@ -300,13 +348,23 @@ class RetrainController(QObject):
         self._end_run()
         self.outcome = outcome
         self.window.set_reading_model(outcome.model)
-        self.panes.result_panel.show_outcome(outcome)
+        self.page.result_panel.show_outcome(outcome)
+        self.page.pending_note.show()
+        QTimer.singleShot(0, lambda: self.page.settings_scroll.ensureWidgetVisible(self.page.result_panel))
+        self.window.mode_bar.set_progress(1.0, "training finished: keep or revert the new network")
         if outcome.diverged:
             self.panes.status.setText("diverged")
             self._status("Training stopped by itself: " + outcome.message)
+        elif outcome.stopped:
+            self._status(f"Training stopped after {outcome.result.steps:,} steps: test accuracy "
+                         f"{outcome.test_accuracy:.2%}. Keep or revert?")
         else:
             self._status(f"Training done: test accuracy {outcome.test_accuracy:.2%}. Keep or revert?")
         self.run_finished.emit(outcome)
+        if self._then_close:
+            self._then_close = False
+            if self.keep() is not None:
+                self.window.close()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -316,24 +374,19 @@ class RetrainController(QObject):
         if self.history is not None:
             self.panes.refresh(self.history, everything=True)
         self._end_run()
+        self._then_close = False
         self.window.set_reading_model(None)
+        self.window.mode_bar.set_progress(None)
         self.panes.progress.setRange(0, 1)
         self.panes.progress.setValue(0)
-        self.panes.progress.setFormat("training failed")
+        self.panes.set_progress_text("training failed")
         self.panes.status.setText(message)
         self._status("Training failed: " + message)
         self.run_failed.emit(message)
 
     def _end_run(self) -> None:
         self.timer.stop()
-        self._running = False
-        self.action_retrain.setEnabled(True)
-        self.action_pause.blockSignals(True)
-        self.action_pause.setChecked(False)
-        self.action_pause.setText("&Pause training")
-        self.action_pause.blockSignals(False)
-        self.action_pause.setEnabled(False)
-        self.action_stop.setEnabled(False)
+        self._set_running(False)
         self.panes.status.setText("")
         self._join_thread()
         self._worker = None
@@ -369,6 +422,10 @@ class RetrainController(QObject):
         else:
             self.panes.refresh(h)
             self._drew_last_tick = True
+            if h.latest is not None:
+                r = h.latest
+                self.window.mode_bar.set_progress(r.step / max(r.total_steps, 1),
+                                                  f"training: step {r.step:,} of {r.total_steps:,}")
 
     # ---- pause, resume, stop ----------------------------------------------------------------
 
@@ -377,10 +434,12 @@ class RetrainController(QObject):
         if self._worker is None:
             return
         self._worker.set_paused(paused)
-        self.action_pause.blockSignals(True)
-        self.action_pause.setChecked(paused)
-        self.action_pause.blockSignals(False)
+        for w in (self.action_pause, self.page.pause_button):
+            w.blockSignals(True)
+            w.setChecked(paused)
+            w.blockSignals(False)
         self.action_pause.setText("&Resume training" if paused else "&Pause training")
+        self.page.pause_button.setText("Resume" if paused else "Pause")
         self.panes.status.setText("paused" if paused else "")
         self._status("Training paused" if paused else "Training resumed", 3000)
         self.paused_changed.emit(paused)
@@ -391,8 +450,8 @@ class RetrainController(QObject):
         if self._worker is None:
             return
         self._worker.stop()
-        self.action_stop.setEnabled(False)
-        self.action_pause.setEnabled(False)
+        for w in (self.action_stop, self.action_pause, self.page.stop_button, self.page.pause_button):
+            w.setEnabled(False)
         self.panes.status.setText("stopping…")
 
     # ---- the end ----------------------------------------------------------------------------
@@ -415,38 +474,54 @@ class RetrainController(QObject):
         try:
             path = model_io.save_model(self._model_path(), o.model, metadata)
         except (OSError, model_io.ModelFileError) as e:
-            self.panes.result_panel.label.setText(f'<b style="color:#ef4444">Could not save the model:</b> {e}')
+            self.page.result_panel.label.setText(f'<b style="color:#ef4444">Could not save the model:</b> {e}')
             return None
         self.outcome = None
-        self.panes.result_panel.hide()
+        self.page.result_panel.hide()
+        self.page.pending_note.hide()
+        self.window.mode_bar.set_progress(None)
         self.window.set_model(o.model, metadata, path)
         self.window.set_reading_model(None)
-        self._restore_user_layout()
         self._status(f"New model kept: {path}", 8000)
         self.kept.emit(str(path))
         return path
 
     @Slot()
-    def revert(self, restore_layout: bool = True) -> None:
+    def revert(self) -> None:
         """Throw the new model away; the canvas is read with the current model again."""
         if self.outcome is None:
             return
         self.outcome = None
-        self.panes.result_panel.hide()
+        self.page.result_panel.hide()
+        self.page.pending_note.hide()
+        self.window.mode_bar.set_progress(None)
         self.window.set_reading_model(None)
-        if restore_layout:
-            self._restore_user_layout()
         self._status("Reverted to the current model", 5000)
         self.reverted.emit()
 
+    def keep_and_close(self) -> None:
+        """Quitting with "Keep and quit": keep the finished run now, or stop the run and keep it when it ends."""
+        if self._running:
+            self._then_close = True
+            self.stop()
+            self._status("Stopping the run to keep it, then quitting…")
+        elif self.keep() is not None:
+            self.window.close()
+
     def shutdown(self) -> None:
-        """The window is closing: stop the worker, wait for its thread; nothing is saved half-way."""
+        """The window is closing: abandon the run without saving; never destroy a thread that still runs.
+
+        The thread gets a moment to end at its next step; a step that takes longer (a large
+        network) is left to finish on its own (``worker.release_thread``), so closing is never
+        held up by it and never aborts the app.
+        """
         self._closing = True
+        self._then_close = False
         self.timer.stop()
-        self._restore_user_layout()  # before the window remembers its state
+        self.page.data_panel.shutdown()
         if self._worker is not None:
             self._worker.abandon()
-        if self.thread is not None:
-            self.thread.wait(SHUTDOWN_WAIT_MS)
+        if self.thread is not None and not self.thread.wait(SHUTDOWN_WAIT_MS):
+            release_thread(self.thread, self._worker)
         self._running = False
         self._worker = None

@@ -1,12 +1,14 @@
-"""The Retrain dialog (presets and every training setting) and the dialog that finds or downloads MNIST.
+"""The Train page's settings (presets and every training setting) and the panel that finds or downloads MNIST.
 
-``TrainDialog`` opens on the Quick preset, so Retrain… then OK trains a good network in
-seconds; the other presets, the last settings used, and every field of ``TrainConfig``
-that a person would change are one click away. Values are checked when OK is pressed:
-an unusable one keeps the dialog open, names the field and puts the cursor in it.
+``TrainSettings`` starts on the Quick preset, so Train ▸ Retrain… then Enter trains a good
+network in seconds; the other presets, the last settings used, and every field of
+``TrainConfig`` that a person would change are one click away. Values are checked as they
+are typed: the first unusable one is named under the form (in a line that is always there,
+so nothing jumps), and Start puts the cursor in it.
 
-``DataDialog`` appears when MNIST is not on disk: Download (progress bar and Cancel, in a
-worker thread) or Choose folder… for a folder that already has the four files.
+``DataPanel`` shows on the page when MNIST is not on disk, before Start is pressed:
+Download (progress and Cancel, as a ``worker.Job``) or Choose folder… for a folder that
+already has the four files.
 """
 
 from __future__ import annotations
@@ -15,17 +17,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QThread, Qt
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QFrame,
     QLineEdit,
     QProgressBar,
     QPushButton,
@@ -37,10 +38,11 @@ from PySide6.QtWidgets import (
 from digitpad.core import data as data_mod
 from digitpad.core.functional import HIDDEN_ACTIVATIONS
 from digitpad.core.optim import OPTIMIZERS, SCHEDULES
-from digitpad.core.train import PRESET_NOTES, PRESETS, TrainConfig, parse_hidden, run_size
+from digitpad.core import download as download_mod
+from digitpad.core.train import MNIST_TRAIN_SIZE, PRESET_NOTES, PRESETS, TrainConfig, parse_hidden, run_size
+from digitpad.qt.worker import Job
 
 LAST_CONFIG_KEY = "retrain/last_config"
-N_TRAIN_TOTAL = 60000
 
 FIELD_LABELS = {
     "hidden": "Hidden layers",
@@ -89,15 +91,15 @@ def save_last_config(settings: QSettings, config: TrainConfig) -> None:
     settings.setValue(LAST_CONFIG_KEY, json.dumps(config.to_dict()))
 
 
-class TrainDialog(QDialog):
-    """Choose a preset or set every training field; ``config()`` after it is accepted."""
+class TrainSettings(QWidget):
+    """Choose a preset or set every training field; ``try_config()`` when Start is pressed."""
 
-    def __init__(self, parent=None, settings: QSettings | None = None, pending_model: bool = False):
+    edited = Signal()  # any field changed (the summary and the error line are already updated)
+
+    def __init__(self, parent=None, settings: QSettings | None = None):
         super().__init__(parent)
-        self.setObjectName("retrain_dialog")
-        self.setWindowTitle("Retrain the network")
+        self.setObjectName("train_settings")
         self.settings = settings
-        self._config: TrainConfig | None = None
         self._filling = False
         self._presets: dict[str, TrainConfig] = {name: cfg for name, cfg in PRESETS.items()}
         last = load_last_config(settings) if settings is not None else None
@@ -112,6 +114,9 @@ class TrainDialog(QDialog):
         self.preset.addItem("Custom", "custom")
         self.preset_note = QLabel(objectName="train_preset_note")
         self.preset_note.setWordWrap(True)
+        self.preset_note.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        two_lines = 2 * self.preset_note.fontMetrics().lineSpacing() + 2
+        self.preset_note.setFixedHeight(two_lines)  # a shorter note must not move every row below it
 
         self.hidden = QLineEdit(objectName="train_hidden")
         self.hidden.setPlaceholderText("e.g. 256, 128")
@@ -136,20 +141,25 @@ class TrainDialog(QDialog):
         self.weight_decay.setToolTip("L2 penalty on the weight matrices; 0 for none, e.g. 1e-4")
         self.dropout = QDoubleSpinBox(objectName="train_dropout", decimals=2, minimum=0.0, maximum=0.9,
                                       singleStep=0.05)
-        self.augment = QCheckBox("distort training digits (shift, rotate, scale, elastic): slower, more robust",
+        self.augment = QCheckBox("distort training digits",
                                  objectName="train_augment")
-        self.limit = QSpinBox(objectName="train_limit", minimum=0, maximum=N_TRAIN_TOTAL, singleStep=1000)
+        self.augment.setToolTip("Shift, rotate, scale and elastically distort the training digits: slower, "
+                                "more robust")
+        self.limit = QSpinBox(objectName="train_limit", minimum=0, maximum=MNIST_TRAIN_SIZE, singleStep=1000)
         self.limit.setSpecialValueText("all")
         self.limit.setToolTip("How many of the training digits to learn from (after the validation digits are "
                               "set aside); fewer is faster")
-        self.val_size = QSpinBox(objectName="train_val_size", minimum=0, maximum=N_TRAIN_TOTAL - 1, singleStep=1000)
+        self.val_size = QSpinBox(objectName="train_val_size", minimum=0, maximum=MNIST_TRAIN_SIZE - 1, singleStep=1000)
         self.val_size.setToolTip("Training digits held out to pick the best epoch (never the test set)")
         self.seed = QSpinBox(objectName="train_seed", minimum=0, maximum=2**31 - 1)
         self.summary = QLabel(objectName="train_summary")
-        self.error = QLabel(objectName="train_error")
+        self.summary.setWordWrap(True)
+        self.summary.setFixedHeight(two_lines)
+        self.error = QLabel(objectName="train_error")  # always there (empty when all is well): nothing jumps
         self.error.setWordWrap(True)
+        self.error.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         self.error.setStyleSheet("color: #d32f2f; font-weight: bold")
-        self.error.hide()
+        self.error.setFixedHeight(two_lines)
 
         self.fields: dict[str, QWidget] = {
             "hidden": self.hidden, "activation": self.activation, "optimizer": self.optimizer, "lr": self.lr,
@@ -158,6 +168,8 @@ class TrainDialog(QDialog):
             "augment": self.augment, "limit": self.limit, "val_size": self.val_size, "seed": self.seed,
         }
         form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         form.addRow("Preset", self.preset)
         form.addRow("", self.preset_note)
         for name, widget in self.fields.items():
@@ -165,21 +177,15 @@ class TrainDialog(QDialog):
             label = form.labelForField(widget)
             if label is not None:
                 label.setBuddy(widget)
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        buttons.button(QDialogButtonBox.Ok).setText("Train")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        self.buttons = buttons
+        self.form = form
+        for combo in (self.preset, self.activation, self.optimizer, self.schedule):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)  # the column stays narrow
+            combo.setMinimumContentsLength(10)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(self.summary)
-        if pending_model:
-            note = QLabel("The network from the last run has not been kept; training again discards it.")
-            note.setObjectName("train_pending_note")
-            note.setWordWrap(True)
-            layout.addWidget(note)
         layout.addWidget(self.error)
-        layout.addWidget(buttons)
 
         self.preset.currentIndexChanged.connect(self._preset_chosen)
         for w in (self.hidden, self.lr, self.weight_decay):
@@ -231,24 +237,41 @@ class TrainDialog(QDialog):
     def _edited(self, *_) -> None:
         if self._filling:
             return
-        self.error.hide()
         if self.preset.currentData() != "custom":
             self._filling = True
             self.preset.setCurrentIndex(self.preset.findData("custom"))
             self.preset_note.setText("your own settings")
             self._filling = False
         self._update_summary()
+        self.edited.emit()
+
+    def select_preset(self, name: str) -> None:
+        """Show the preset ``name`` ("quick", …, "last") in the fields."""
+        if name in self._presets:
+            self.set_config(self._presets[name], preset=name)
+
+    def remember(self, config: TrainConfig) -> None:
+        """``config`` was started: it becomes "Last used", here and in the settings."""
+        if self.settings is not None:
+            save_last_config(self.settings, config)
+        self._presets["last"] = config
+        if self.preset.findData("last") == -1:
+            self._filling = True
+            self.preset.insertItem(self.preset.findData("custom"), "Last used", "last")
+            self._filling = False
 
     def _sync_momentum(self) -> None:
         self.momentum.setEnabled(self.optimizer.currentData() == "sgd")
 
     def _update_summary(self) -> None:
+        problem = self.field_error()
+        self.error.setText(problem[1] if problem is not None else "")
         try:
             cfg = self._read()
         except ValueError:
             self.summary.setText("")
             return
-        size = run_size(cfg, N_TRAIN_TOTAL)
+        size = run_size(cfg, MNIST_TRAIN_SIZE)
         layers = "-".join(str(s) for s in cfg.model_config().layer_sizes)
         self.summary.setText(f"{layers} {cfg.activation} · {size.n_train:,} training digits · "
                              f"{size.total_steps:,} steps")
@@ -273,8 +296,8 @@ class TrainDialog(QDialog):
         return replace(self._base, **values)  # replace() validates through __post_init__
 
     def config(self) -> TrainConfig:
-        """The accepted config (valid by construction)."""
-        return self._config if self._config is not None else self._read()
+        """The config the fields describe; ValueError naming the first bad field."""
+        return self._read()
 
     def field_error(self) -> tuple[str, str] | None:
         """(field name, message naming the field) for the first unusable value, or None."""
@@ -286,22 +309,19 @@ class TrainDialog(QDialog):
             return name, f"{label}: {why}"
         return None
 
-    def accept(self) -> None:
+    def try_config(self) -> TrainConfig | None:
+        """The config to start, or None: then the first bad field is named and the cursor is put in it."""
         problem = self.field_error()
-        if problem is not None:
-            name, message = problem
-            self.error.setText(message)
-            self.error.show()
-            widget = self.fields.get(name)
-            if widget is not None:
-                widget.setFocus()
-                if isinstance(widget, QLineEdit):
-                    widget.selectAll()
-            return
-        self._config = self._read()
-        if self.settings is not None:
-            save_last_config(self.settings, self._config)
-        super().accept()
+        if problem is None:
+            return self._read()
+        name, message = problem
+        self.error.setText(message)
+        widget = self.fields.get(name)
+        if widget is not None:
+            widget.setFocus()
+            if isinstance(widget, QLineEdit):
+                widget.selectAll()
+        return None
 
 
 def missing_files(folder) -> list[str]:
@@ -310,38 +330,40 @@ def missing_files(folder) -> list[str]:
     return [n for n in data_mod.FILES if not ((folder / n).is_file() or (folder / f"{n}.gz").is_file())]
 
 
-class DataDialog(QDialog):
-    """MNIST is missing: download it (progress, Cancel) or choose a folder that has it; ``folder`` when accepted."""
+class DataPanel(QFrame):
+    """MNIST is missing: download it (progress, Cancel) or choose a folder that has it; ``found`` then."""
+
+    found = Signal(object)  # Path of a folder with the four files
 
     def __init__(self, parent=None, dest=None, mirrors: tuple | None = None):
         super().__init__(parent)
-        self.setObjectName("data_dialog")
-        self.setWindowTitle("MNIST is needed to train")
+        self.setObjectName("data_panel")
+        self.setFrameShape(QFrame.StyledPanel)
         self.folder: Path | None = None
         self._dest = Path(dest) if dest is not None else data_mod.user_data_dir()
         self._mirrors = mirrors
-        self._thread: QThread | None = None
-        self._worker = None
-        self._files_done: set[str] = set()
+        self._job: Job | None = None
         text = QLabel(
-            "Training needs MNIST, the 70,000 handwritten digits the network learns from "
-            "(about 11 MB), and it is not on this computer yet.<br><br>"
+            "<b>Training needs MNIST</b>, the 70,000 handwritten digits the network learns from "
+            "(about 11 MB), and it is not on this computer yet.<br>"
             f"<b>Download</b> it into <code>{self._dest}</code>, or <b>choose a folder</b> that already has "
-            "the four MNIST files (plain or .gz), for instance copied from another computer."
+            "the four MNIST files (plain or .gz)."
         )
+        text.setObjectName("data_text")
         text.setWordWrap(True)
         text.setTextFormat(Qt.RichText)
         self.progress = QProgressBar(objectName="data_progress")
         self.progress.hide()
-        self.message = QLabel(objectName="data_message")
+        self.message = QLabel(objectName="data_message")  # wraps: a long offline error is read whole
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.download_button = QPushButton("&Download", objectName="data_download")
         self.choose_button = QPushButton("Choose &folder…", objectName="data_choose")
         self.cancel_button = QPushButton("Cancel", objectName="data_cancel")
+        self.cancel_button.hide()
         self.download_button.clicked.connect(self.start_download)
         self.choose_button.clicked.connect(self._choose)
-        self.cancel_button.clicked.connect(self.reject)
+        self.cancel_button.clicked.connect(self.cancel)
         row = QHBoxLayout()
         row.addWidget(self.download_button)
         row.addWidget(self.choose_button)
@@ -352,63 +374,57 @@ class DataDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.message)
         layout.addLayout(row)
-        self.setMinimumWidth(480)
 
     @property
     def downloading(self) -> bool:
-        return self._thread is not None
+        return self._job is not None
 
     def start_download(self) -> None:
-        from digitpad.qt.worker import DownloadWorker
-
-        if self._thread is not None:
+        if self._job is not None:
             return
         self.message.setText("Connecting…")
         self.progress.setRange(0, 0)
         self.progress.show()
         self.download_button.setEnabled(False)
         self.choose_button.setEnabled(False)
-        self._files_done.clear()
-        self._worker = DownloadWorker(self._dest, self._mirrors)
-        self._thread = QThread()
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.done.connect(self._on_done)
-        self._worker.failed.connect(self._on_failed)
-        self._worker.cancelled.connect(self._on_cancelled)
-        self._thread.start()
+        self.cancel_button.show()
+        dest, mirrors = self._dest, self._mirrors
 
-    def _join(self) -> None:
-        if self._thread is not None:
-            self._thread.wait()
-            self._thread = None
-            self._worker = None
+        def work(progress, cancel):
+            kwargs = {} if mirrors is None else {"mirrors": mirrors}
+            return download_mod.download_mnist(dest, progress=progress, cancel=cancel, **kwargs)
+
+        self._job = Job(work, self._on_done, self._on_failed, on_progress=self._on_progress,
+                        on_finished=self._on_finished, cancelled_by=(download_mod.DownloadCancelled,),
+                        expected=(Exception,))
+
+    def _on_finished(self) -> None:
+        cancelled = self._job is not None and self._job.cancelled
+        self._job = None
         self.download_button.setEnabled(True)
         self.choose_button.setEnabled(True)
+        self.cancel_button.hide()
+        if cancelled:
+            self.progress.hide()
+            self.message.setText("Download cancelled; nothing half-downloaded was kept.")
 
-    def _on_progress(self, name: str, done: int, total: int) -> None:
+    def _on_progress(self, name: str, done: int, total) -> None:
         index = list(data_mod.FILES).index(name) + 1 if name in data_mod.FILES else 0
-        if total > 0:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
+        if total:
+            self.progress.setRange(0, int(total))
+            self.progress.setValue(int(done))
         self.progress.setFormat(f"file {index}/{len(data_mod.FILES)}: {name} · {done / 1e6:.1f} MB")
         self.message.setText(f"Downloading {name}…")
 
-    def _on_done(self, folder: str) -> None:
-        self._join()
+    def _on_done(self, folder) -> None:
         self.folder = Path(folder)
-        self.accept()
+        self.progress.hide()
+        self.message.setText(f"MNIST is in {self.folder}.")
+        self.found.emit(self.folder)
 
     def _on_failed(self, message: str) -> None:
-        self._join()
         self.progress.hide()
         self.message.setText(message + "\n\nYou can choose a folder that has the files instead.")
-
-    def _on_cancelled(self) -> None:
-        self._join()
-        self.progress.hide()
-        self.message.setText("Download cancelled; nothing half-downloaded was kept.")
 
     def _choose(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder with the MNIST files")
@@ -416,25 +432,24 @@ class DataDialog(QDialog):
             self.use_folder(folder)
 
     def use_folder(self, folder) -> bool:
-        """Accept ``folder`` when it has the four MNIST files; otherwise say which are missing."""
+        """Take ``folder`` when it has the four MNIST files; otherwise say which are missing."""
         missing = missing_files(folder)
         if missing:
             self.message.setText(f"{folder} lacks {', '.join(missing)} (plain or .gz).")
             return False
         self.folder = Path(folder).resolve()
-        self.accept()
+        self.message.setText("")
+        self.found.emit(self.folder)
         return True
 
-    def reject(self) -> None:
-        """Cancel: during a download stops it (the partial file is removed) and stays open; otherwise closes."""
-        if self._worker is not None:
+    def cancel(self) -> None:
+        """Stop a download (the partial file is removed); the panel stays for another choice."""
+        if self._job is not None:
             self.message.setText("Cancelling…")
-            self._worker.cancel()
-            return
-        super().reject()
+            self._job.cancel()
 
-    def done(self, result: int) -> None:
-        if self._worker is not None:  # closing for good: the download thread must end first
-            self._worker.cancel()
-            self._join()
-        super().done(result)
+    def shutdown(self) -> None:
+        """The window is closing: a download is cancelled and waited for."""
+        if self._job is not None:
+            self._job.cancel()
+            Job.wait_all()

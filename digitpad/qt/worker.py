@@ -1,4 +1,4 @@
-"""Work off the GUI thread: training runs and MNIST downloads, each a QObject living in a QThread.
+"""The training run off the GUI thread: a QObject living in a QThread, and the threads left to end.
 
 ``TrainWorker`` loads MNIST (unless given it), iterates the core ``Trainer`` and, at the
 end, measures the new and the old model on the test set, all in its own thread. It never
@@ -6,23 +6,30 @@ emits a signal per step: every record is appended to a lock-protected list that 
 drains with ``take_records()`` from a timer, so thousands of steps a second cannot flood
 the event loop and no ``EpochRecord`` is ever lost. Only the start, the end and a failure
 are signals. Pause waits on a condition between records (every yield of the trainer is
-a step boundary); stop asks the trainer to stop and wakes the wait.
+a step boundary); stop asks the trainer to stop and wakes the wait. Time spent paused is
+taken out of each record's ``elapsed`` and speed, so speed and time left count training only.
 
-``DownloadWorker`` runs ``download.download_mnist`` with progress and cancel.
+A step cannot be cut short (one matrix product of a large network can take seconds), so a
+window that closes mid-step does not wait for it: ``release_thread`` keeps the thread (and
+its worker) alive until it has ended, and at interpreter exit waits for any still
+running, so no ``QThread`` is ever destroyed while it runs. (One-shot jobs, evaluation and
+downloads, use superqt's ``thread_worker`` instead; a run keeps this design because its GUI
+side polls a record buffer.)
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
+import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from digitpad.core import data as data_mod
-from digitpad.core import download as download_mod
 from digitpad.core.mlp import MLP
-from digitpad.core.train import TrainConfig, TrainResult, Trainer, evaluate, live_config
+from digitpad.core.train import StepRecord, TrainConfig, TrainResult, Trainer, evaluate, live_config
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,8 @@ class TrainWorker(QObject):
     run_finished = Signal(object)  # RunOutcome
     run_failed = Signal(str)
 
-    def __init__(self, config: TrainConfig, mnist=None, data_dir=None, old_model: MLP | None = None):
+    def __init__(self, config: TrainConfig, mnist=None, data_dir=None, old_model: MLP | None = None,
+                 clock=time.perf_counter):
         super().__init__()
         self.config = config
         self._mnist = mnist
@@ -72,6 +80,9 @@ class TrainWorker(QObject):
         self._abandon = False
         self._trainer: Trainer | None = None
         self.waiting = False  # True while paused between two steps
+        self._clock = clock  # the trainer's clock: its records' ``elapsed`` is measured with it
+        self._paused_at: float | None = None
+        self.paused_seconds = 0.0  # time spent paused so far, ended pauses only
 
     # ---- called from the GUI thread ------------------------------------------------------
 
@@ -83,7 +94,13 @@ class TrainWorker(QObject):
 
     def set_paused(self, paused: bool) -> None:
         with self._wake:
-            self._paused = bool(paused)
+            paused = bool(paused)
+            if paused and self._paused_at is None:
+                self._paused_at = self._clock()
+            elif not paused and self._paused_at is not None:
+                self.paused_seconds += self._clock() - self._paused_at
+                self._paused_at = None
+            self._paused = paused
             self._wake.notify_all()
 
     @property
@@ -102,6 +119,14 @@ class TrainWorker(QObject):
         """Stop as fast as possible and skip the test-set evaluation (the window is closing)."""
         self._abandon = True
         self.stop()
+
+    def _without_pauses(self, record):
+        """``record`` with the time spent paused taken out of its elapsed time and speed."""
+        paused = self.paused_seconds
+        if not paused or not isinstance(record, StepRecord) or record.elapsed <= 0:
+            return record
+        elapsed = max(record.elapsed - paused, 1e-9)
+        return replace(record, elapsed=elapsed, samples_per_second=record.samples_per_second * record.elapsed / elapsed)
 
     # ---- runs in the worker thread -------------------------------------------------------
 
@@ -132,7 +157,7 @@ class TrainWorker(QObject):
         ))
         for record in trainer:
             with self._wake:
-                self._records.append(record)
+                self._records.append(self._without_pauses(record))
                 while self._paused and not self._stop:
                     self.waiting = True
                     self._wake.wait()
@@ -154,36 +179,127 @@ class TrainWorker(QObject):
         ))
 
 
-class DownloadWorker(QObject):
-    """Downloads MNIST into a folder in the thread it is moved to; cancel is thread-safe."""
+class _Progress(QObject):
+    """Carries a job's progress calls from its thread to a callback in the GUI thread (where it lives)."""
 
-    progress = Signal(str, int, int)  # file name, bytes done, bytes in total (-1 unknown)
-    done = Signal(str)  # the folder that now holds the four files
-    failed = Signal(str)
-    cancelled = Signal()
+    changed = Signal(object)  # the progress call's arguments
 
-    def __init__(self, dest=None, mirrors: tuple | None = None):
+    def __init__(self, callback=None):
         super().__init__()
-        self._dest = dest
-        self._mirrors = mirrors
+        self._callback = callback
+        self.changed.connect(self._relay)  # queued when emitted from the job's thread
+
+    @Slot(object)
+    def _relay(self, args) -> None:
+        if self._callback is not None:
+            self._callback(*args)
+
+
+class Job:
+    """A one-shot ``fn(progress, cancel)`` in superqt's thread pool, with progress and a thread-safe cancel.
+
+    ``on_done(result)`` or ``on_failed(message)`` run in the GUI thread, then ``on_finished()``;
+    neither of the first two runs when the job was cancelled (``cancelled_by`` names the
+    exceptions that mean "cancelled"; ``expected`` those whose message is told as it is).
+    """
+
+    def __init__(self, fn, on_done, on_failed, on_progress=None, on_finished=None, cancelled_by: tuple = (),
+                 expected: tuple = ()):
+        from superqt.utils import thread_worker
+
+        self.finished = False
+        self._on_finished = on_finished
         self._cancel = threading.Event()
+        self._progress = _Progress(on_progress)
+        emit = self._progress.changed.emit
+        self.worker = thread_worker(fn, start_thread=False, ignore_errors=True)(  # errors go to _errored
+            lambda *args: emit(args), self._cancel.is_set)
+        self._cancelled_by, self._expected = cancelled_by, expected
+        self._on_done, self._on_failed = on_done, on_failed
+        self.worker.returned.connect(self._returned)
+        self.worker.errored.connect(self._errored)
+        self.worker.finished.connect(self._ended)
+        self.worker.start()
+
+    def _ended(self) -> None:
+        self.finished = True
+        if self._on_finished is not None:
+            self._on_finished()
 
     def cancel(self) -> None:
         self._cancel.set()
 
-    @Slot()
-    def run(self) -> None:
-        kwargs = {} if self._mirrors is None else {"mirrors": self._mirrors}
-        try:
-            folder = download_mod.download_mnist(
-                self._dest, progress=lambda name, n, total: self.progress.emit(name, n, -1 if total is None else total),
-                cancel=self._cancel.is_set, **kwargs,
-            )
-        except download_mod.DownloadCancelled:
-            self.cancelled.emit()
-        except Exception as exc:
-            self.failed.emit(str(exc))
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def _returned(self, result) -> None:
+        if not self._cancel.is_set():
+            self._on_done(result)
+
+    def _errored(self, exc) -> None:
+        if isinstance(exc, self._cancelled_by) or self._cancel.is_set():
+            return
+        if not isinstance(exc, self._expected):
+            traceback.print_exception(type(exc), exc, exc.__traceback__)
+            self._on_failed(f"{type(exc).__name__}: {exc}")
         else:
-            self.done.emit(str(folder))
-        finally:
-            QThread.currentThread().quit()
+            self._on_failed(str(exc))
+
+    @staticmethod
+    def wait_all(msecs: int = 10000) -> None:
+        """Wait for every job in the pool to end (the window is closing; cancel them first)."""
+        from superqt.utils import WorkerBase
+
+        try:
+            WorkerBase.await_workers(msecs)
+        except RuntimeError:  # still blocked (a stalled read, say): it ends on its own, the window does not wait
+            pass
+
+
+class _Keeper(QObject):
+    """Holds threads whose owner is gone until they have ended (lives in the GUI thread)."""
+
+    def __init__(self):
+        super().__init__()
+        self.held: dict = {}  # thread -> worker
+
+    def hold(self, thread: QThread, worker: QObject) -> None:
+        self.held[thread] = worker
+        thread.finished.connect(self._ended)  # queued: runs here, after the thread has ended
+
+    @Slot()
+    def _ended(self) -> None:
+        for thread in [t for t in self.held if t.isFinished()]:
+            thread.wait()
+            del self.held[thread]
+
+    def wait_all(self) -> None:
+        for thread in list(self.held):
+            thread.wait()
+        self.held.clear()
+
+
+_keeper: _Keeper | None = None
+
+
+def release_thread(thread: QThread, worker: QObject) -> None:
+    """Keep ``thread`` and ``worker`` alive until the thread has ended; the caller may go away at once."""
+    global _keeper
+    if thread is None or not thread.isRunning():
+        return
+    if _keeper is None:
+        _keeper = _Keeper()
+        atexit.register(_wait_for_released)
+    _keeper.hold(thread, worker)
+
+
+def released_threads() -> list:
+    """The released threads that have not ended yet."""
+    return [t for t in (_keeper.held if _keeper is not None else ()) if not t.isFinished()]
+
+
+def _wait_for_released() -> None:
+    """At exit: a thread still in its last step is waited for, never destroyed while it runs."""
+    if _keeper is not None:
+        _keeper.wait_all()

@@ -97,7 +97,7 @@ def make_window(qtbot, settings):
         w.resize(*size)
         w.show()
         qtbot.waitExposed(w)
-        QApplication.processEvents()  # the deferred dock layout of the first show
+        QApplication.processEvents()  # the deferred default layout of the first show
         windows.append(w)
         return w
 

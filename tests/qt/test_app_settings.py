@@ -21,7 +21,8 @@ def test_settings_survive_a_restart(make_window, untrained_model_path, tmp_path,
     first.pen_width_slider.setValue(27)
     first.threshold_box.setValue(85)
     first.set_theme("light")
-    first.network_input_dock.hide()
+    first.pane_actions["network_input"].setChecked(False)  # View ▸ What the network sees off
+    first.show_page(first.evaluate_page)
     first.resize(1111, 733)
     qtbot.waitUntil(lambda: first.width() == 1111)
     first.close()
@@ -33,9 +34,11 @@ def test_settings_survive_a_restart(make_window, untrained_model_path, tmp_path,
     assert second.threshold == pytest.approx(0.85) and second.threshold_box.value() == 85
     assert second.theme.name == "light" and second.theme_actions["light"].isChecked()
     assert second.current_model_path == Path(untrained_model_path)
-    assert not second.network_input_dock.isVisible() and second.probabilities_dock.isVisible()
+    assert second.current_page() is second.evaluate_page  # the page shown last comes back
+    second.show_page(second.draw_page)
+    assert not second.network_input.isVisible() and second.probabilities.isVisible()
     second.reset_layout()
-    assert second.network_input_dock.isVisible()
+    assert second.network_input.isVisible()
 
 
 def test_geometry_is_restored(untrained_model_path, tmp_path, qtbot):
@@ -110,6 +113,7 @@ def test_menus_have_the_actions(make_window, untrained_model_path):
     assert any(t.startswith("Retrain") for t in train) and any("Stop" in t for t in train)
     view = names(w.menu_view)
     assert "Probabilities" in view and "What the network sees" in view and "Theme" in view
+    assert {"Draw", "Train", "Evaluate"} <= set(view)
     assert names(w.menu_theme) == ["Dark theme", "Light theme"]
     assert names(w.menu_help) == ["Keyboard shortcuts", "About digitpad"]
 

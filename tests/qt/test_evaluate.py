@@ -1,4 +1,4 @@
-"""Model ▸ Evaluate and View ▸ Why this answer in the real window: worker, confusion, gallery, temperature, overlay."""
+"""The Evaluate page and View ▸ Why this answer in the real window: job, confusion, gallery, temperature, overlay."""
 
 import numpy as np
 import pytest
@@ -18,8 +18,12 @@ def evaluated(make_window, trained_model_path, mnist, qtbot):
     ctl.mnist = mnist
     with qtbot.waitSignal(ctl.evaluation_finished, timeout=60000) as blocker:
         w.findChild(type(ctl.action_evaluate), "action_evaluate").trigger()
-        assert ctl.dialog.progress.isVisible()  # the work runs off the GUI thread, with a progress bar
-    assert not ctl.is_running and not ctl.dialog.progress.isVisible()
+        assert w.current_page() is ctl.page
+        assert ctl.page.progress.isVisible()  # the work runs off the GUI thread, with a progress bar
+        # a progress state where the plots go, never empty axes
+        assert ctl.page.views.currentWidget() is ctl.page.state and not ctl.page.confusion.isVisible()
+    qtbot.waitUntil(lambda: not ctl.is_running, timeout=5000)
+    assert not ctl.page.progress.isVisible() and ctl.page.confusion.isVisible()
     return w, ctl, blocker.args[0]
 
 
@@ -32,8 +36,8 @@ def test_evaluation_view_shows_accuracy_confusion_and_mistakes(evaluated, mnist)
     # the window reads in batches; the whole set in one product may round near ties the other way
     assert_same_answers(ev.predictions, w.current_model.logits(mnist.test_images))
     assert ev.accuracy == pytest.approx(np.mean(ev.predictions == mnist.test_labels))
-    dlg = ctl.dialog
-    assert dlg.isVisible() and dlg.objectName() == "evaluation_dialog"
+    dlg = ctl.page
+    assert dlg.isVisible() and dlg.objectName() == "page_evaluate"
     assert f"{ev.accuracy:.2%}" in dlg.summary.text() and "95% interval" in dlg.summary.text()
     np.testing.assert_array_equal(dlg.confusion.counts, ev.confusion)
     assert dlg.confusion.texts[3][3].toPlainText() == str(ev.confusion[3, 3])
@@ -50,7 +54,7 @@ def test_evaluation_view_shows_accuracy_confusion_and_mistakes(evaluated, mnist)
 
 def test_clicking_a_gallery_digit_loads_it_into_the_panes(evaluated, mnist, qtbot):
     w, ctl, outcome = evaluated
-    gallery = ctl.dialog.gallery
+    gallery = ctl.page.gallery
     ev = outcome.evaluation
     item = gallery.item(2)
     index = item.data(Qt.UserRole)
@@ -59,6 +63,7 @@ def test_clicking_a_gallery_digit_loads_it_into_the_panes(evaluated, mnist, qtbo
     with qtbot.waitSignal(w.reading_changed, timeout=2000) as blocker:
         qtbot.mouseClick(gallery.viewport(), Qt.LeftButton, pos=rect.center())
     assert gallery.currentItem() is item
+    assert w.current_page() is w.draw_page and w.canvas.isVisible()  # shown where it can be seen
     reading = w.reading
     expected = mnist.test_images[index].astype(np.float32) / 255
     np.testing.assert_allclose(reading.image28, expected, atol=1e-6)
@@ -77,19 +82,19 @@ def test_clicking_a_confusion_cell_lists_those_digits(evaluated, qtbot):
     ev = outcome.evaluation
     off = ev.confusion - np.diag(np.diag(ev.confusion))
     true, pred = np.unravel_index(int(np.argmax(off)), off.shape)
-    plot = ctl.dialog.confusion
+    plot = ctl.page.confusion
     scene = plot.getPlotItem().vb.mapViewToScene(pg_point(pred, true))
     pos = plot.mapFromScene(scene)
     assert plot.cell_at(scene) == (true, pred)
     qtbot.mouseClick(plot.viewport(), Qt.LeftButton, pos=QPoint(pos.x(), pos.y()))
-    qtbot.waitUntil(lambda: ctl.dialog.cell == (true, pred), timeout=2000)
-    gallery = ctl.dialog.gallery
+    qtbot.waitUntil(lambda: ctl.page.cell == (true, pred), timeout=2000)
+    gallery = ctl.page.gallery
     shown = [gallery.item(i).data(Qt.UserRole) for i in range(gallery.count())]
     assert sorted(shown) == sorted(ev.cell(true, pred).tolist()) and len(shown) == off[true, pred]
     assert plot.selection.isVisible()
-    ctl.dialog.show_all.click()
+    ctl.page.show_all.click()
     assert gallery.count() == len(ev.mistakes) and not plot.selection.isVisible()
-    ctl.dialog.show_cell(4, 4)  # a diagonal cell: the right answers, least sure first
+    ctl.page.show_cell(4, 4)  # a diagonal cell: the right answers, least sure first
     shown = [gallery.item(i).data(Qt.UserRole) for i in range(gallery.count())]
     assert len(shown) == min(ev.confusion[4, 4], 600) and np.all(np.diff(ev.confidences[shown]) >= 0)
 
@@ -107,9 +112,16 @@ def test_fitted_temperature_is_kept_as_a_copy_and_used_for_reading(evaluated, mn
     monkeypatch.setattr(model_io, "user_models_dir", lambda: user)
     original = w.current_model_path
     before = original.read_bytes()
-    with qtbot.waitSignal(ctl.temperature_fitted, timeout=60000) as blocker:
-        ctl.dialog.fit_button.click()
-    t = blocker.args[0]
+    fitted, refused = [], []
+    ctl.temperature_fitted.connect(fitted.append)
+    ctl.temperature_refused.connect(refused.append)
+    ctl.page.fit_button.click()
+    qtbot.waitUntil(lambda: bool(fitted or refused), timeout=60000)
+    if refused:  # it calibrates the test set worse (the shipped model does): kept only when asked
+        assert w.current_model_path == original and "worse" in ctl.page.calibration_summary.text()
+        with qtbot.waitSignal(ctl.temperature_fitted, timeout=5000):
+            ctl.page.use_fit_button.click()
+    t = fitted[0]
     assert 0.3 < t < 5 and t != 1.0
     assert original.read_bytes() == before  # never overwritten
     copy = w.current_model_path
@@ -120,8 +132,8 @@ def test_fitted_temperature_is_kept_as_a_copy_and_used_for_reading(evaluated, mn
     assert w.current_metadata["temperature"] == meta["temperature"]
     # the calibration view now shows both curves, and the evaluation is at the new temperature
     assert ctl.outcome.evaluation.temperature == meta["temperature"]
-    assert ctl.dialog.reliability.calibrated.isVisible()
-    assert "without it" in ctl.dialog.calibration_summary.text()
+    assert ctl.page.reliability.calibrated.isVisible()
+    assert "without it" in ctl.page.calibration_summary.text()
     # the window reads with the calibrated probabilities (its "not sure" threshold uses them)
     digit = mnist.test_images[0].astype(np.float32) / 255
     reading = w.show_input(digit, "x")
@@ -141,6 +153,7 @@ def test_the_shipped_model_is_never_overwritten(make_window, trained_model_path,
     w = make_window(shipped)
     w.evaluation.mnist = mnist
     before = shipped.read_bytes()
+    w.evaluation.temperature_refused.connect(lambda t: w.evaluation.use_pending_fit())  # asked for either way
     with qtbot.waitSignal(w.evaluation.temperature_fitted, timeout=60000):
         assert w.evaluation.fit_temperature()
     assert shipped.read_bytes() == before
@@ -149,11 +162,11 @@ def test_the_shipped_model_is_never_overwritten(make_window, trained_model_path,
 
 def test_why_this_answer_overlays_the_saliency_on_the_drawing(make_window, trained_model_path, qtbot):
     w = make_window(trained_model_path)
-    ctl = w.evaluation
+    ctl = w.why
     act = ctl.action_why
     assert act in w.menu_view.actions()
     act.setChecked(True)
-    assert ctl.why_dock.isVisible()
+    assert ctl.pane.isVisible() and ctl.pane.parent() is not None
     with qtbot.waitSignal(ctl.overlay_changed, timeout=2000, check_params_cb=lambda o: o is not None):
         draw_digit(w.canvas, "7")
     reading = w.reading
@@ -169,14 +182,14 @@ def test_why_this_answer_overlays_the_saliency_on_the_drawing(make_window, train
     alpha = overlay[..., 3].astype(float)
     assert alpha.sum() > 0 and alpha[near].sum() / alpha.sum() > 0.95
     # the pane shows the gradient-times-input of the top class and the most active units
-    np.testing.assert_allclose(ctl.why.saliency_map, saliency(w.current_model, reading.image28, 7), rtol=1e-5)
+    np.testing.assert_allclose(ctl.pane.saliency_map, saliency(w.current_model, reading.image28, 7), rtol=1e-5)
     act1 = w.current_model.trace(reading.image28).activations[0][0]
-    assert act1[ctl.why.units[0]] == act1.max()
-    assert "7" in ctl.why.title.text
+    assert act1[ctl.pane.units[0]] == act1.max()
+    assert "7" in ctl.pane.title.text
     with qtbot.waitSignal(ctl.overlay_changed, timeout=1000, check_params_cb=lambda o: o is None):
         w.canvas.clear()
     act.setChecked(False)
-    assert ctl.overlay is None and w.canvas._overlay is None and not ctl.why_dock.isVisible()
+    assert ctl.overlay is None and w.canvas._overlay is None and not ctl.pane.isVisible()
 
 
 def test_evaluation_says_when_mnist_is_missing(make_window, untrained_model_path, qtbot, tmp_path, monkeypatch):
@@ -185,18 +198,18 @@ def test_evaluation_says_when_mnist_is_missing(make_window, untrained_model_path
     with qtbot.waitSignal(w.evaluation.evaluation_failed, timeout=10000) as blocker:
         w.evaluation.evaluate()
     assert "MNIST" in blocker.args[0]
-    assert "Could not evaluate" in w.evaluation.dialog.summary.text()
+    assert "Could not evaluate" in w.evaluation.page.summary.text()
     qtbot.waitUntil(lambda: not w.evaluation.is_running, timeout=5000)
-    assert w.evaluation.dialog.again.isEnabled()
+    assert w.evaluation.page.again.isEnabled()
 
 
 def test_closing_the_window_during_an_evaluation_stops_it(make_window, untrained_model_path, mnist, qtbot):
     w = make_window(untrained_model_path)
     w.evaluation.mnist = mnist
     assert w.evaluation.evaluate()
-    threads = list(w.evaluation._threads)
+    job = w.evaluation._job
     w.close()
-    assert threads and all(t.isFinished() for t, _ in threads)
+    assert job is not None and not job.worker.is_running
 
 
 def test_evaluate_model_matches_what_the_window_shows(evaluated, mnist):
@@ -209,8 +222,31 @@ def test_why_pane_follows_the_theme_at_once(make_window, untrained_model_path):
     from digitpad.qt.panes import THEMES
 
     w = make_window(untrained_model_path)
-    why = w.evaluation.why
+    why = w.why.pane
     w.set_theme("light")  # called directly, not through the menu
     assert why.backgroundBrush().color().name() == THEMES["light"].background
+    # the caption is redrawn in the theme's colour (it stayed light grey on white)
+    assert THEMES["light"].foreground in why.title.item.toHtml()
     w.theme_actions["dark"].trigger()
     assert why.backgroundBrush().color().name() == THEMES["dark"].background
+    assert THEMES["dark"].foreground in why.title.item.toHtml()
+
+
+def test_a_temperature_that_calibrates_worse_is_not_kept_unless_asked(evaluated, qtbot, monkeypatch, tmp_path):
+    import digitpad.qt.evaluate as evaluate_mod
+
+    w, ctl, outcome = evaluated
+    model, path, meta = w.current_model, w.current_model_path, dict(w.current_metadata)
+    monkeypatch.setattr(evaluate_mod, "fit_temperature", lambda logits, labels: 6.0)  # far too soft
+    with qtbot.waitSignal(ctl.temperature_refused, timeout=60000) as refused:
+        assert ctl.fit_temperature()
+    assert refused.args == [6.0]
+    assert w.current_model is model and w.current_model_path == path and w.current_metadata == meta
+    assert "would make calibration worse" in ctl.page.calibration_summary.text()
+    assert ctl.page.use_fit_button.isVisible()
+    user = tmp_path / "user_models"
+    user.mkdir()
+    monkeypatch.setattr(model_io, "user_models_dir", lambda: user)
+    with qtbot.waitSignal(ctl.temperature_fitted, timeout=5000):
+        ctl.page.use_fit_button.click()  # asked for: kept
+    assert w.current_metadata["temperature"] == 6.0 and not ctl.page.use_fit_button.isVisible()

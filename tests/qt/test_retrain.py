@@ -1,4 +1,4 @@
-"""Retraining in the window: panes fed, pause/resume/stop, keep/revert, divergence, closing mid-run, live reading.
+"""Training on the Train page: panes fed, pause/resume/stop, keep/revert, divergence, closing mid-run, live reading.
 
 Runs on a tiny synthetic MNIST-like set (ten noisy templates), so a run takes a fraction
 of a second; the real main window is used, with its settings in a temporary file and the
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QProgressBar, QPushButton
 
 from digitpad.core import model_io
@@ -61,15 +61,11 @@ def models_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-
-
-@pytest.fixture
 def window(qtbot, settings, models_dir):
     w = MainWindow(settings=settings)
     qtbot.addWidget(w)
     w.show()
+    w.show_page(w.train_page)
     yield w
     w.retrain.shutdown()
 
@@ -92,9 +88,11 @@ def test_controller_is_plugged_into_the_window(window):
     assert c is not None
     names = {a.objectName() for a in window.menu_train.actions()}
     assert {"action_retrain", "action_pause", "action_stop"} <= names
-    assert window.findChild(type(c.dock), "training_dock") is c.dock
+    assert c.page is window.train_page and c.page.objectName() == "page_train"
+    assert window.findChild(QPushButton, "train_start") is c.page.start_button
     assert c.action_stop.shortcut().toString() == "Ctrl+."
     assert not c.action_stop.isEnabled() and not c.action_pause.isEnabled()
+    assert not c.page.stop_button.isEnabled() and not c.page.pause_button.isEnabled()
 
 
 def test_short_run_feeds_every_pane(qtbot, window, data):
@@ -133,8 +131,9 @@ def test_short_run_feeds_every_pane(qtbot, window, data):
     assert "layer 1 (input side)" in key and f"layer {L} (output)" in key
     progress = window.findChild(QProgressBar, "train_progress")
     assert progress.value() == progress.maximum() == h.info.total_steps
-    assert "epoch 2/2" in progress.text()
-    assert c.panes.result_panel.isVisible()
+    assert "epoch 2/2" in progress.text() and "epoch 2/2" in c.panes.progress_text.text()
+    assert not progress.isTextVisible()  # the text sits beside the bar, never on its fill
+    assert c.page.result_panel.isVisible()
     assert not c.is_running and not c.thread.isRunning()
 
 
@@ -172,8 +171,8 @@ def test_stop_ends_within_a_second_and_offers_the_best_so_far(qtbot, window, dat
     outcome = finished.args[0]
     assert outcome.stopped and not outcome.diverged
     assert outcome.result.steps < LONG.epochs * 125
-    assert c.panes.result_panel.isVisible()
-    assert "Stopped" in c.panes.result_panel.label.text()
+    assert c.page.result_panel.isVisible()
+    assert "Stopped" in c.page.result_panel.label.text()
     assert window.findChild(QPushButton, "train_keep").isEnabled()
     assert window.reading_model is outcome.model
     assert not c.thread.isRunning()
@@ -193,7 +192,7 @@ def test_keep_saves_the_model_and_it_survives_a_restart(qtbot, window, data, set
     assert meta["train_config"]["hidden"] == [32, 16] and meta["seed"] == SMALL.seed
     assert window.current_model is outcome.model and window.current_model_path == path
     assert window.reading_model is outcome.model
-    assert not c.panes.result_panel.isVisible()
+    assert not c.page.result_panel.isVisible()
     window.close()
     again = MainWindow(settings=settings)
     qtbot.addWidget(again)
@@ -223,7 +222,7 @@ def test_absurd_learning_rate_takes_the_divergence_path(qtbot, window, data):
     assert "learning rate" in outcome.message and "too high" in outcome.message
     assert outcome.model.is_finite()
     assert c.history.message == outcome.message
-    text = c.panes.result_panel.label.text()
+    text = c.page.result_panel.label.text()
     assert "stopped by itself" in text and "try" in text
     assert "stopped by itself" in window.statusBar().currentMessage()
 
@@ -235,7 +234,10 @@ def test_closing_mid_run_stops_the_thread_cleanly(qtbot, window, data, models_di
     qtbot.waitUntil(lambda: c.history.n_steps > 10, timeout=10000)
     thread = c.thread
     assert thread.isRunning()
-    window.close()
+    window.close()  # asks first
+    assert window.isVisible() and c.is_running
+    window.quit_question.findChild(QPushButton, "quit_discard").click()
+    assert not window.isVisible()
     assert not thread.isRunning() and thread.isFinished()
     assert not c.is_running
     assert list(models_dir.iterdir()) == []
@@ -300,143 +302,19 @@ def test_theme_switch_recolours_the_training_panes_at_once(qtbot, window, data):
     assert backgrounds() == {dark.background} and axis_pen() == dark.muted
 
 
-# ---- room for the training panes -------------------------------------------------------------------
-
-@pytest.fixture
-def window_1280(qtbot, settings, models_dir):
-    from PySide6.QtWidgets import QApplication
-
-    w = MainWindow(settings=settings)
-    qtbot.addWidget(w)
-    w.resize(1280, 800)
-    w.show()
-    qtbot.waitExposed(w)
-    QApplication.processEvents()  # the deferred first layout
-    yield w
-    w.retrain.shutdown()
-
-
-def _layout(w):
-    """What the user sees of the layout: window size, canvas size, and each dock's area, visibility and size."""
-    docks = (*w.docks, w.retrain.dock)
-    return (w.size(), w.canvas.size(),
-            [(d.objectName(), w.dockWidgetArea(d), d.isVisible(), d.isFloating(), d.isVisible() and d.size())
-             for d in docks])
-
-
-def test_training_panes_get_room_beside_a_usable_canvas_then_the_layout_comes_back(qtbot, window_1280, data):
-    w, c = window_1280, window_1280.retrain
-    before = _layout(w)
-    assert w.dockWidgetArea(c.dock) == Qt.BottomDockWidgetArea and not c.dock.isVisible()
-    with qtbot.waitSignal(c.run_started, timeout=10000):
-        c.start(LONG, mnist=data)
-    qtbot.waitUntil(lambda: c.dock.width() >= 700, timeout=3000)
-    # tabbed with "Inside the network", beside the canvas, most of the window's width and height
-    assert w.dockWidgetArea(c.dock) == Qt.RightDockWidgetArea
-    assert w.network_dock in w.tabifiedDockWidgets(c.dock)
-    assert c.dock.isVisible() and c.dock.height() >= 450
-    assert c.panes.summary_rows == 2  # a dock this shape shows the summary plots in two rows
-    for plot in (*c.panes.act_plots, *c.panes.grad_hist_plots):
-        assert plot.height() >= 80, plot.objectName()  # today's bottom dock gave the heatmaps ~40 px
-    side = w.canvas.drawing_rect().width()
-    assert side >= 420  # still a canvas to draw on while it trains
-    assert w.probabilities_dock.isVisible()  # and the reading stays in view
-    with qtbot.waitSignal(c.run_finished, timeout=5000):
-        c.stop()
-    assert c.dock.isVisible() and c.panes.result_panel.isVisible()  # Keep / Revert still in view
-    with qtbot.waitSignal(c.reverted):
-        qtbot.mouseClick(w.findChild(QPushButton, "train_revert"), Qt.LeftButton)
-    assert _layout(w) == before
-
-
-def test_training_panes_at_1920x1080(qtbot, window_1280, data):
-    w, c = window_1280, window_1280.retrain
-    w.resize(1920, 1080)
-    qtbot.waitUntil(lambda: w.canvas.width() > 800, timeout=2000)
-    with qtbot.waitSignal(c.run_started, timeout=10000):
-        c.start(LONG, mnist=data)
-    qtbot.waitUntil(lambda: c.dock.width() >= 1100, timeout=3000)
-    assert c.dock.height() >= 700 and c.panes.summary_rows == 2
-    for plot in (*c.panes.act_plots, *c.panes.grad_hist_plots):
-        assert plot.height() >= 130, plot.objectName()
-    assert w.canvas.drawing_rect().width() >= 600
-    with qtbot.waitSignal(c.run_finished, timeout=5000):
-        c.stop()
-
-
-def test_keep_also_puts_the_layout_back(qtbot, window_1280, data):
-    w, c = window_1280, window_1280.retrain
-    before = _layout(w)
-    run_to_end(qtbot, c, SMALL, data)
-    assert w.dockWidgetArea(c.dock) == Qt.RightDockWidgetArea
-    with qtbot.waitSignal(c.kept):
-        qtbot.mouseClick(w.findChild(QPushButton, "train_keep"), Qt.LeftButton)
-    assert _layout(w) == before
-
-
-def test_closing_mid_run_remembers_the_users_layout_not_the_training_one(qtbot, window_1280, data, settings):
-    from digitpad.qt.main_window import SETTINGS_VERSION
-
-    from PySide6.QtWidgets import QApplication
-
-    w, c = window_1280, window_1280.retrain
-    w.network_input_dock.hide()  # a layout of the user's own
-    QApplication.processEvents()
-    user = _layout(w)
-    with qtbot.waitSignal(c.run_started, timeout=10000):
-        c.start(LONG, mnist=data)
-    qtbot.waitUntil(lambda: c.dock.width() >= 700, timeout=3000)
-    w.close()
-    saved = settings.value("window/state")
-    again = MainWindow(settings=settings)  # the next start
-    qtbot.addWidget(again)
-    again.resize(1280, 800)  # (the offscreen screen is smaller than the saved geometry)
-    again.show()
-    qtbot.waitExposed(again)
-    assert again.restoreState(saved, SETTINGS_VERSION)
-    QApplication.processEvents()
-    assert _layout(again) == user  # the remembered layout is the user's, not the training one
-    again.retrain.shutdown()
-
-
-def test_closing_the_training_dock_mid_run_puts_the_layout_back(qtbot, window_1280, data):
-    w, c = window_1280, window_1280.retrain
-    before = _layout(w)
-    with qtbot.waitSignal(c.run_started, timeout=10000):
-        c.start(LONG, mnist=data)
-    qtbot.waitUntil(lambda: c.dock.width() >= 700, timeout=3000)
-    c.dock.close()
-    assert c.is_running
-    assert _layout(w) == before
-    with qtbot.waitSignal(c.run_finished, timeout=5000):
-        c.stop()
-
-
-def test_a_training_dock_the_user_placed_stays_where_it_is(qtbot, window_1280, data):
-    w, c = window_1280, window_1280.retrain
-    w.addDockWidget(Qt.LeftDockWidgetArea, c.dock)
-    c.dock.show()
-    qtbot.waitUntil(lambda: c.dock.width() > 0, timeout=1000)
-    run_to_end(qtbot, c, SMALL, data)
-    assert w.dockWidgetArea(c.dock) == Qt.LeftDockWidgetArea and c.dock.isVisible()
-    assert w.tabifiedDockWidgets(c.dock) == []
-    with qtbot.waitSignal(c.reverted):
-        c.revert()
-    assert w.dockWidgetArea(c.dock) == Qt.LeftDockWidgetArea and c.dock.isVisible()
-
-
-def test_summary_plots_take_one_row_only_in_a_wide_low_dock(qtbot):
+def test_summary_plots_take_one_row_only_in_a_wide_low_area(qtbot):
     from digitpad.qt.panes.training import TrainingPanes
 
     panes = TrainingPanes()
     qtbot.addWidget(panes)
     panes.prepare(SMALL)
-    panes.resize(1600, 320)  # across the bottom of a window
+    panes.resize(1600, 320)  # very wide and low
     panes.show()
     qtbot.waitUntil(lambda: panes.summary_rows == 1, timeout=1000)
     row = (panes.loss_plot, panes.accuracy_plot, panes.grad_box, panes.update_ratio_plot, panes.dead_plot)
-    assert len({p.mapTo(panes, p.rect().topLeft()).y() for p in row}) == 1  # (the gradient key heads its box)
-    panes.resize(820, 530)  # beside the canvas
+    qtbot.waitUntil(lambda: len({p.mapTo(panes, p.rect().topLeft()).y() for p in row}) == 1,
+                    timeout=1000)  # (the gradient key heads its box)
+    panes.resize(820, 530)  # the Train page's dashboard
     qtbot.waitUntil(lambda: panes.summary_rows == 2, timeout=1000)
     qtbot.waitUntil(lambda: panes.grad_norm_plot.mapTo(panes, panes.grad_norm_plot.rect().topLeft()).y()
                     > panes.loss_plot.mapTo(panes, panes.loss_plot.rect().bottomLeft()).y(), timeout=1000)
@@ -450,7 +328,7 @@ def test_heatmap_titles_shorten_when_they_would_be_cut_off(qtbot):
     panes = TrainingPanes()
     qtbot.addWidget(panes)
     panes.prepare(TrainConfig(hidden=(128, 128, 128, 128), activation="sigmoid"))
-    panes.resize(820, 530)  # five columns beside the canvas at 1280x800
+    panes.resize(820, 530)  # five columns on a wide Train page
     panes.show()
     qtbot.waitUntil(lambda: panes.act_plots[0].title_text == "layer 1: sigmoid", timeout=1000)
     assert panes.act_plots[-1].title_text == "layer 5: logits"

@@ -1,4 +1,4 @@
-"""The Retrain dialog (presets, every field, refusal by field name, last used) and the MNIST dialog.
+"""The Train page's settings (presets, every field, refusal by field name, last used) and the MNIST panel.
 
 The download tests serve files from a real HTTP server on 127.0.0.1 started by the test.
 """
@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDialog, QLineEdit, QPushButton
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QApplication, QLineEdit, QPushButton
 
 from digitpad.core import data as data_mod
 from digitpad.core.train import PRESETS, TrainConfig
-from digitpad.qt.train_dialog import DataDialog, TrainDialog, load_last_config, missing_files, parse_hidden
+from digitpad.qt.train_dialog import DataPanel, TrainSettings, load_last_config, missing_files, parse_hidden
 from tests.conftest import mnist_mirror
+
 
 @pytest.fixture
 def settings(tmp_path):
@@ -30,18 +31,16 @@ def settings(tmp_path):
 
 @pytest.fixture
 def dialog(qtbot, settings):
-    d = TrainDialog(None, settings)
+    d = TrainSettings(None, settings)
     qtbot.addWidget(d)
     d.show()
     return d
 
 
-def test_opens_on_quick_so_ok_is_one_click(dialog):
-    assert dialog.objectName() == "retrain_dialog"
+def test_opens_on_quick_so_start_is_one_click(dialog):
+    assert dialog.objectName() == "train_settings"
     assert dialog.preset.currentData() == "quick"
-    dialog.accept()
-    assert dialog.result() == QDialog.Accepted
-    assert dialog.config() == PRESETS["quick"]
+    assert dialog.try_config() == PRESETS["quick"]
 
 
 def test_every_setting_reaches_the_config(dialog):
@@ -59,8 +58,7 @@ def test_every_setting_reaches_the_config(dialog):
     dialog.limit.setValue(5000)
     dialog.val_size.setValue(1000)
     dialog.seed.setValue(7)
-    dialog.accept()
-    cfg = dialog.config()
+    cfg = dialog.try_config()
     assert (cfg.hidden, cfg.activation, cfg.optimizer, cfg.lr, cfg.schedule) == ((64, 32, 16), "sigmoid", "sgd",
                                                                                   0.05, "cosine")
     assert (cfg.momentum, cfg.batch_size, cfg.epochs, cfg.weight_decay, cfg.dropout) == (0.8, 32, 3, 1e-4, 0.25)
@@ -79,17 +77,16 @@ def test_every_setting_reaches_the_config(dialog):
 def test_bad_values_are_refused_naming_the_field(dialog, field, text, label):
     widget: QLineEdit = dialog.fields[field]
     widget.setText(text)
-    dialog.accept()
-    assert dialog.result() != QDialog.Accepted and dialog.isVisible()
-    assert not dialog.error.isHidden()
+    assert dialog.error.text().startswith(label + ":")  # named as it is typed
+    assert dialog.try_config() is None
     assert dialog.error.text().startswith(label + ":")
     assert widget.selectedText() == text  # the cursor is put in the field, its text selected
     widget.setText("0.001" if field != "hidden" else "32")
-    assert dialog.error.isHidden()  # an edit clears the complaint
+    assert dialog.error.text() == ""  # an edit that mends it clears the complaint
 
 
 def test_presets_fill_the_fields_and_last_used_comes_back(qtbot, settings):
-    d = TrainDialog(None, settings)
+    d = TrainSettings(None, settings)
     qtbot.addWidget(d)
     assert d.preset.findData("last") == -1
     d.preset.setCurrentIndex(d.preset.findData("best"))
@@ -98,15 +95,15 @@ def test_presets_fill_the_fields_and_last_used_comes_back(qtbot, settings):
     d.preset.setCurrentIndex(d.preset.findData("standard"))
     d.seed.setValue(11)
     assert d.preset.currentData() == "custom"
-    d.accept()
-    chosen = d.config()
+    chosen = d.try_config()
+    d.remember(chosen)  # started
     assert load_last_config(settings) == chosen
-    again = TrainDialog(None, settings, pending_model=True)
+    assert d.preset.findData("last") != -1
+    again = TrainSettings(None, settings)
     qtbot.addWidget(again)
     assert again.preset.currentData() == "quick"  # always opens on Quick
     again.preset.setCurrentIndex(again.preset.findData("last"))
     assert again.config() == chosen
-    assert again.findChild(type(again.preset_note), "train_pending_note") is not None
 
 
 def test_summary_counts_steps(dialog):
@@ -123,24 +120,18 @@ def test_parse_hidden():
         parse_hidden("1.5")
 
 
-def test_retrain_action_opens_the_dialog_on_quick(qtbot, tmp_path, monkeypatch):
-    from digitpad.qt.main_window import MainWindow
-
-    monkeypatch.setattr("digitpad.core.model_io.user_models_dir", lambda: tmp_path)
-    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
-    qtbot.addWidget(w)
-    seen = []
-
-    def look():
-        d = QApplication.activeModalWidget()
-        seen.append(None if d is None else (d.objectName(), d.preset.currentData()))
-        if d is not None:
-            d.reject()
-
-    QTimer.singleShot(0, look)
-    w.retrain.action_retrain.trigger()
-    assert seen == [("retrain_dialog", "quick")]
-    assert not w.retrain.is_running
+def test_editing_a_field_moves_no_row(qtbot, dialog):
+    """A shorter preset note or an error line appearing used to make every row below jump."""
+    dialog.resize(360, 640)
+    qtbot.waitUntil(lambda: dialog.seed.y() > 0, timeout=1000)
+    rows = lambda: [w.mapTo(dialog, w.rect().topLeft()).y() for w in dialog.fields.values()]  # noqa: E731
+    before = rows()
+    dialog.seed.setValue(3)  # Quick -> Custom: a one-line note instead of two
+    QApplication.processEvents()
+    assert rows() == before
+    dialog.lr.setText("fast")  # an error line
+    QApplication.processEvents()
+    assert dialog.error.text() and rows() == before
 
 
 # ---- MNIST missing ----------------------------------------------------------------------------
@@ -164,7 +155,7 @@ def tiny_mnist_folder(folder: Path, n_train: int = 700, n_test: int = 100) -> Pa
 
 
 def test_choose_folder_checks_the_files(qtbot, tmp_path):
-    d = DataDialog(None, dest=tmp_path / "dest")
+    d = DataPanel(None, dest=tmp_path / "dest")
     qtbot.addWidget(d)
     d.show()
     empty = tmp_path / "empty"
@@ -173,8 +164,21 @@ def test_choose_folder_checks_the_files(qtbot, tmp_path):
     assert "train-images-idx3-ubyte" in d.message.text() and d.isVisible()
     good = tiny_mnist_folder(tmp_path / "mine")
     assert missing_files(good) == []
-    assert d.use_folder(good)
-    assert d.result() == QDialog.Accepted and d.folder == good.resolve()
+    with qtbot.waitSignal(d.found) as found:
+        assert d.use_folder(good)
+    assert found.args == [good.resolve()] and d.folder == good.resolve()
+
+
+def test_a_long_download_error_is_shown_whole(qtbot, tmp_path):
+    """The offline message was cut off in its 480x202 dialog; on the page it wraps and is read whole."""
+    d = DataPanel(None, dest=tmp_path / "dest")
+    qtbot.addWidget(d)
+    d.resize(320, 400)
+    d.show()
+    text = ("could not download train-images-idx3-ubyte.gz from any mirror: " + "name resolution failed; " * 8)
+    d._on_failed(text)
+    qtbot.waitUntil(lambda: d.message.height() >= d.message.heightForWidth(d.message.width()), timeout=2000)
+    assert d.message.wordWrap() and d.message.width() <= d.width()
 
 
 def test_missing_mnist_asks_then_remembers_the_folder_and_trains(qtbot, tmp_path, monkeypatch):
@@ -186,19 +190,16 @@ def test_missing_mnist_asks_then_remembers_the_folder_and_trains(qtbot, tmp_path
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat)
     w = MainWindow(settings=settings)
     qtbot.addWidget(w)
+    w.show()
+    w.show_page(w.train_page)
+    panel = w.train_page.data_panel
+    assert panel.isVisible()  # said before Start is pressed
     folder = tiny_mnist_folder(tmp_path / "copied")
-    asked = []
-
-    def choose():
-        d = QApplication.activeModalWidget()
-        asked.append(d.objectName())
-        d.use_folder(folder)
-
-    QTimer.singleShot(0, choose)
     cfg = TrainConfig(limit=300, val_size=100, epochs=1, batch_size=50, hidden=(8,))
+    assert not w.retrain.start(cfg)  # nothing to train on yet
     with qtbot.waitSignals([w.retrain.run_started, w.retrain.run_finished], order="strict", timeout=20000):
-        assert w.retrain.start(cfg)
-    assert asked == ["data_dialog"]
+        panel.use_folder(folder)  # then the run asked for starts
+    assert not panel.isVisible()
     assert Path(settings.value("data/dir")) == folder.resolve()
     assert w.retrain.locate_data() == folder.resolve()  # found again without asking
     w.retrain.shutdown()
@@ -247,11 +248,11 @@ def server():
 def test_download_shows_progress_and_fills_the_folder(qtbot, tmp_path, server, mnist_dir):
     url = server(mnist_mirror(mnist_dir, tmp_path / "mirror"))
     dest = tmp_path / "mnist"
-    d = DataDialog(None, dest=dest, mirrors=(url,))
+    d = DataPanel(None, dest=dest, mirrors=(url,))
     qtbot.addWidget(d)
     d.show()
     progress = []
-    with qtbot.waitSignal(d.accepted, timeout=60000):
+    with qtbot.waitSignal(d.found, timeout=60000):
         qtbot.mouseClick(d.findChild(QPushButton, "data_download"), Qt.LeftButton)
         qtbot.waitUntil(lambda: d.progress.isVisible(), timeout=5000)
         progress.append(d.progress.format())
@@ -263,7 +264,7 @@ def test_download_shows_progress_and_fills_the_folder(qtbot, tmp_path, server, m
 def test_cancel_stops_the_download_and_leaves_nothing(qtbot, tmp_path, server):
     url = server(tmp_path, slow=True)
     dest = tmp_path / "dest"
-    d = DataDialog(None, dest=dest, mirrors=(url,))
+    d = DataPanel(None, dest=dest, mirrors=(url,))
     qtbot.addWidget(d)
     d.show()
     qtbot.mouseClick(d.findChild(QPushButton, "data_download"), Qt.LeftButton)
@@ -271,6 +272,6 @@ def test_cancel_stops_the_download_and_leaves_nothing(qtbot, tmp_path, server):
     assert not d.findChild(QPushButton, "data_download").isEnabled()
     qtbot.mouseClick(d.findChild(QPushButton, "data_cancel"), Qt.LeftButton)
     qtbot.waitUntil(lambda: "cancelled" in d.message.text(), timeout=5000)
-    assert d.isVisible() and not d.downloading  # still open: the user may choose a folder instead
+    assert d.isVisible() and not d.downloading  # still there: the user may choose a folder instead
     assert d.findChild(QPushButton, "data_choose").isEnabled()
     assert [p for p in os.listdir(dest)] == []

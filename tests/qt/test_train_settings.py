@@ -1,4 +1,4 @@
-"""The Retrain settings refuse what the trainer would refuse, naming the field, and count steps as it does."""
+"""The Train page's settings refuse what the trainer would refuse, naming the field, and count steps as it does."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from digitpad.core.train import PRESETS, run_size
-from digitpad.qt.train_dialog import TrainDialog
+from digitpad.qt.train_dialog import TrainSettings
 
 
 @pytest.fixture
 def dialog(qtbot, tmp_path):
-    d = TrainDialog(None, QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
+    d = TrainSettings(None, QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat))
     qtbot.addWidget(d)
     d.show()
     return d
@@ -20,8 +20,8 @@ def dialog(qtbot, tmp_path):
 @pytest.mark.parametrize("text", ["8192, 8192", "16384 x 16384 x 16384 x 16384 x 16384 x 16384 x 16384 x 16384"])
 def test_a_network_over_the_model_parameter_cap_is_refused_naming_hidden(dialog, text):
     dialog.hidden.setText(text)
-    dialog.accept()
-    assert dialog.isVisible() and dialog.error.isVisible()
+    assert dialog.try_config() is None  # Start does not start it
+    assert dialog.error.isVisible()
     assert dialog.error.text().startswith("Hidden layers: ") and "more than a digitpad model may have" in \
         dialog.error.text()
 

@@ -217,7 +217,7 @@ def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWi
     """A display plot: no mouse zoom or menu, ranges set by the pane, no SI-prefix relabelling."""
     w = pg.PlotWidget()
     w.setObjectName(name)
-    w.setMinimumSize(120, 64)
+    w.setMinimumSize(60, 64)  # narrow enough for five layers beside the settings at 1024 px
     w.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
     item = w.getPlotItem()
     quiet_plot(item)
@@ -229,6 +229,7 @@ def _plot(name: str, title: str, theme: Theme, log_y: bool = False) -> pg.PlotWi
     item.setDownsampling(auto=True, mode="peak")
     item.setClipToView(True)
     w.title_text = title
+    w.title_long = w.title_short = w.title_tiny = title  # the heatmaps get shorter forms for narrow columns
     w.title_color = None
     w.ranges = {}
     item.setTitle(title, size="9pt")
@@ -261,7 +262,7 @@ def _set_range(w: pg.PlotWidget, x: tuple | None = None, y: tuple | None = None)
 
 
 class ResultPanel(QWidget):
-    """End of a run: the new model's test accuracy beside the old one's, and Keep / Revert."""
+    """End of a run, on the Train page: the new model's test accuracy beside the old one's, and Keep / Revert."""
 
     keep_requested = Signal()
     revert_requested = Signal()
@@ -281,11 +282,14 @@ class ResultPanel(QWidget):
         self.revert_button.setToolTip("Throw the new network away; the current one comes back")
         self.keep_button.clicked.connect(self.keep_requested)
         self.revert_button.clicked.connect(self.revert_requested)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(4, 2, 4, 2)
-        row.addWidget(self.label, 1)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(0, 4, 0, 4)
+        col.addWidget(self.label)
+        row = QHBoxLayout()
         row.addWidget(self.keep_button)
         row.addWidget(self.revert_button)
+        row.addStretch(1)
+        col.addLayout(row)
 
     def show_outcome(self, outcome) -> None:
         """Describe ``outcome`` (a worker.RunOutcome) and offer the choice."""
@@ -317,22 +321,32 @@ class TrainingPanes(QWidget):
         super().__init__(parent)
         self.setObjectName("training_panes")
         self.theme = theme
+        # the text sits beside a thin bar, never on its fill where part of it would be unreadable
         self.progress = QProgressBar()
         self.progress.setObjectName("train_progress")
-        self.progress.setTextVisible(True)
-        self.progress.setFormat("no training yet")
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(8)
         self.progress.setValue(0)
+        self.progress_text = QLabel()
+        self.progress_text.setObjectName("train_progress_text")
+        self.progress_text.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # never widens the page
+        self.set_progress_text("no training yet")
         self.status = QLabel()
         self.status.setObjectName("train_status")
-        self.result_panel = ResultPanel()
-        self.result_panel.hide()
 
-        key = ('<span style="color:#4287f5">━ train</span> '
-               '<span style="color:#facc15">■ validation</span>')
-        self.loss_plot = _plot("train_loss", f"loss (log) {key}", theme, log_y=True)
-        self.accuracy_plot = _plot("train_accuracy", f"accuracy {key}", theme)
+        # the train / validation key once, above the plots, so narrow plots keep whole titles
+        self.curve_key = QLabel('<span style="color:#4287f5">━ train</span> &nbsp;'
+                                '<span style="color:#4287f5">╌ epoch mean</span> &nbsp;'
+                                '<span style="color:#facc15">■ validation</span>')
+        self.curve_key.setToolTip("Loss and accuracy: each step's batch (grey), smoothed (blue), the mean over "
+                                  "each epoch (dashed), and on the validation digits at each epoch's end")
+        self.curve_key.setObjectName("train_curve_key")
+        self.curve_key.setTextFormat(Qt.RichText)
+        self.curve_key.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
+        self.loss_plot = _plot("train_loss", "loss (log)", theme, log_y=True)
+        self.accuracy_plot = _plot("train_accuracy", "accuracy", theme)
         self.grad_norm_plot = _plot("grad_norm", "gradient norm ‖∂L/∂W‖ (log)", theme, log_y=True)
-        self.update_ratio_plot = _plot("update_ratio", "update size ‖ΔW‖/‖W‖ (log)", theme, log_y=True)
+        self.update_ratio_plot = _plot("update_ratio", "update ‖ΔW‖/‖W‖", theme, log_y=True)
         self.update_ratio_plot.setToolTip("How much each step changes a layer's weights, relative to their size; "
                                           "the dotted line marks 1e-3, the usual healthy size")
         self.dead_plot = _plot("dead_fraction", "dead units", theme)
@@ -349,27 +363,32 @@ class TrainingPanes(QWidget):
         self.loss_raw = self.loss_plot.plot(pen=step_pen, name="each step", skipFiniteCheck=True)
         self.loss_smooth = self.loss_plot.plot(pen=pg.mkPen(train_color, width=2), name="train (smoothed)",
                                                skipFiniteCheck=True)
-        self.loss_epoch_train = self.loss_plot.plot(pen=None, symbol="o", symbolSize=6, symbolPen=None,
-                                                    symbolBrush=train_color, name="train, epoch")
+        epoch_pen = pg.mkPen(train_color, width=2, style=Qt.DashLine)  # a mean over an epoch: a dash across it
+        self.loss_epoch_train = self.loss_plot.plot(pen=epoch_pen, connect="finite", name="train, epoch mean")
         self.loss_epoch_val = self.loss_plot.plot(pen=pg.mkPen(val_color, width=2), symbol="s", symbolSize=6,
                                                   symbolPen=None, symbolBrush=val_color, name="validation")
         self.acc_smooth = self.accuracy_plot.plot(pen=pg.mkPen(train_color, width=2), name="train (smoothed)",
                                                   skipFiniteCheck=True)
-        self.acc_epoch_train = self.accuracy_plot.plot(pen=None, symbol="o", symbolSize=6, symbolPen=None,
-                                                       symbolBrush=train_color, name="train, epoch")
+        self.acc_epoch_train = self.accuracy_plot.plot(pen=epoch_pen, connect="finite", name="train, epoch mean")
         self.acc_epoch_val = self.accuracy_plot.plot(pen=pg.mkPen(val_color, width=2), symbol="s", symbolSize=6,
                                                      symbolPen=None, symbolBrush=val_color, name="validation")
         self.grad_key = QLabel()  # the legend, outside the plot so it never hides a line
         self.grad_key.setObjectName("grad_norm_key")
         self.grad_key.setTextFormat(Qt.RichText)
+        self.grad_key.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)  # never widens the dashboard
         guide = pg.InfiniteLine(pos=math.log10(UPDATE_RATIO_GUIDE), angle=0,
                                 pen=pg.mkPen((200, 200, 200, 110), style=Qt.DotLine))
         self.update_ratio_plot.addItem(guide)  # ~1e-3 is the usual healthy update size
 
-        top = QHBoxLayout()
-        top.addWidget(self.progress, 5)
-        top.addWidget(self.grad_hint, 6)
-        top.addWidget(self.status)
+        top = QVBoxLayout()  # progress text and state, the bar, the gradient sentence, the curves' key
+        top.setSpacing(2)
+        line = QHBoxLayout()
+        line.addWidget(self.progress_text, 1)
+        line.addWidget(self.status)
+        top.addLayout(line)
+        top.addWidget(self.progress)
+        top.addWidget(self.grad_hint)
+        top.addWidget(self.curve_key)
         self.grad_box = QWidget()  # the gradient-norm plot under its key
         grad_box = QVBoxLayout(self.grad_box)
         grad_box.setContentsMargins(0, 0, 0, 0)
@@ -381,16 +400,16 @@ class TrainingPanes(QWidget):
         self.summary_rows = 0  # 1 when wide, 2 when narrow; set by _arrange_summary
         self._title_font = QFont(self.font())
         self._title_font.setPointSizeF(9.0)  # the plots' titles are set at 9pt
-        self._arrange_summary(wide=True)
-        self.layer_grid = QGridLayout()
-        self.layer_grid.setSpacing(2)
+        self._arrange_summary(wide=False)
+        self.layer_box = QWidget()  # the per-layer heatmaps; replaced whenever the number of layers changes
+        self.layer_grid = QGridLayout(self.layer_box)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(2, 2, 2, 2)
         outer.setSpacing(2)
         outer.addLayout(top)
-        outer.addWidget(self.result_panel)
         outer.addLayout(self.summary_grid, 1)
-        outer.addLayout(self.layer_grid, 1)
+        outer.addWidget(self.layer_box, 1)
+        self._outer = outer
 
         self.act_plots: list[pg.PlotWidget] = []
         self.act_images: list[pg.ImageItem] = []
@@ -411,8 +430,8 @@ class TrainingPanes(QWidget):
     def _arrange_summary(self, wide: bool) -> None:
         """The five summary plots in one row when the panes are wide and low, else in two rows.
 
-        Wide (a dock across the window): loss, accuracy, gradient norm (double width), update
-        size, dead units. Otherwise (a dock beside the canvas): loss, accuracy, dead units above
+        Wide (a very wide, low area): loss, accuracy, gradient norm (double width), update
+        size, dead units. Otherwise (the Train page's dashboard): loss, accuracy, dead units above
         gradient norm (double width) and update size, so no title is cut off and no plot is a
         tall thin strip.
         """
@@ -468,7 +487,6 @@ class TrainingPanes(QWidget):
         _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
         _set_range(self.update_ratio_plot, y=(-5.0, -1.0))
         self.grad_hint.setText("")
-        self.result_panel.hide()
         self._prepared = config
         self._seen = (-1, -1, -1, -1)
 
@@ -479,15 +497,28 @@ class TrainingPanes(QWidget):
         self._prepared = None
         self.progress.setRange(0, max(info.total_steps, 1))
         self.progress.setValue(0)
-        self.progress.setFormat(f"starting: {info.n_train:,} training digits, {info.total_steps:,} steps")
+        self.set_progress_text(f"starting: {info.n_train:,} training digits, {info.total_steps:,} steps")
         self._seen = (-1, -1, -1, -1)
 
+    def set_progress_text(self, text: str) -> None:
+        """What the progress bar stands for, in the label above it (the bar's own format too, for readers)."""
+        self.progress.setFormat(text)
+        self.progress_text.setText(text)
+
     def _build_layers(self, n_layers: int) -> None:
-        """Create the per-layer heatmaps and curves (only when the number of layers changes)."""
-        for w in (*self.act_plots, *self.grad_hist_plots):
-            self.layer_grid.removeWidget(w)
-            w.setParent(None)
-            w.deleteLater()
+        """Create the per-layer heatmaps and curves (only when the number of layers changes).
+
+        The grid is a new one each time: a grid keeps the stretch of columns it once had, so
+        reusing it after a deeper run would leave empty columns taking their share.
+        """
+        box = QWidget()
+        self.layer_grid = QGridLayout(box)
+        self.layer_grid.setContentsMargins(0, 0, 0, 0)
+        self.layer_grid.setSpacing(2)
+        self._outer.replaceWidget(self.layer_box, box)
+        self.layer_box.setParent(None)
+        self.layer_box.deleteLater()  # and the old heatmaps with it
+        self.layer_box = box
         for plot, curves in ((self.grad_norm_plot, self.grad_norm_curves),
                              (self.update_ratio_plot, self.update_ratio_curves),
                              (self.dead_plot, self.dead_curves)):
@@ -528,10 +559,13 @@ class TrainingPanes(QWidget):
             self.act_band_curves.append((act.plot(pen=dash), act.plot(pen=dash)))
         for c in range(n_layers):
             self.layer_grid.setColumnStretch(c, 1)
+        # the first and last layers named, the ones between by number only: one short line for any depth
+        names = [layer_name(i, n_layers) if i in (0, n_layers - 1) else str(i + 1) for i in range(n_layers)]
         self.grad_key.setText("&nbsp; ".join(
-            f'<span style="color:rgb{tuple(colors[i])}">━&nbsp;{layer_name(i, n_layers).replace(" ", "&nbsp;")}</span>'
+            f'<span style="color:rgb{tuple(colors[i])}">━&nbsp;{names[i].replace(" ", "&nbsp;")}</span>'
             for i in range(n_layers)))
-        self.grad_key.setToolTip("One line per weight layer, from the input side to the output")
+        self.grad_key.setToolTip("One line per weight layer, from the input side to the output: "
+                                 + ", ".join(layer_name(i, n_layers) for i in range(n_layers)))
         _set_range(self.grad_norm_plot, x=self.loss_plot.ranges.get("x"))
 
     def _label_layers(self, sizes: tuple, activation: str) -> None:
@@ -543,8 +577,12 @@ class TrainingPanes(QWidget):
             act = self.act_plots[i]
             act.title_long = f"layer {i + 1}{side}: {out_name} outputs" if hidden else f"layer {i + 1} (output): logits"
             act.title_short = f"layer {i + 1}: {out_name}" if hidden else f"layer {i + 1}: logits"
+            act.title_tiny = f"{i + 1}: {out_name}" if hidden else f"{i + 1}: logits"
             self._title(act, act.title_long)
-            self._title(self.grad_hist_plots[i], f"layer {i + 1}: log₁₀|∂L/∂W|")
+            grad = self.grad_hist_plots[i]
+            grad.title_long, grad.title_short = f"layer {i + 1}: log₁₀|∂L/∂W|", f"layer {i + 1}: ∂L/∂W"
+            grad.title_tiny = f"{i + 1}: ∂L/∂W"
+            self._title(grad, grad.title_long)
             for w in (self.act_plots[i], self.grad_hist_plots[i]):
                 w.setToolTip(f"{layer_name(i, n)}: {sizes[i]} → {sizes[i + 1]}; each column is a moment of "
                              "training, brightness the share of values in that band; white: mean ± spread")
@@ -563,10 +601,13 @@ class TrainingPanes(QWidget):
         if not self.act_plots:
             return
         metrics = QFontMetrics(self._title_font)
-        column = self.width() / len(self.act_plots) - 24  # the title spans its plot, less some margin
-        fit = all(metrics.horizontalAdvance(getattr(w, "title_long", "")) <= column for w in self.act_plots)
-        for w in self.act_plots:  # all long or all short, so the row reads the same across
-            text = getattr(w, "title_long" if fit else "title_short", "")
+        column = self.width() / len(self.act_plots) - 44  # the title spans its plot less the axis and a margin
+        heatmaps = (*self.act_plots, *self.grad_hist_plots)
+        for form in ("title_long", "title_short", "title_tiny"):  # the longest that fits everywhere
+            if all(metrics.horizontalAdvance(getattr(w, form)) <= column for w in heatmaps):
+                break
+        for w in heatmaps:  # all in one form, so the rows read the same across
+            text = getattr(w, form)
             if text and text != w.title_text:
                 self._title(w, text)
 
@@ -631,7 +672,7 @@ class TrainingPanes(QWidget):
         epochs = h.info.config.epochs
         self.progress.setMaximum(max(r.total_steps, 1))
         self.progress.setValue(r.step)
-        self.progress.setFormat(
+        self.set_progress_text(
             f"epoch {min(r.epoch + 1, epochs)}/{epochs} · step {r.step:,}/{r.total_steps:,} · "
             f"{r.samples_per_second:,.0f} digits/s · {_fmt_seconds(h.time_left())} left"
         )
@@ -639,9 +680,16 @@ class TrainingPanes(QWidget):
     def _refresh_epochs(self, h: TrainingHistory) -> None:
         e = h.epochs
         t = np.array([r.epoch for r in e], float)
-        self.loss_epoch_train.setData(t, np.array([r.train_loss for r in e]))
+        # train figures are running means over the epoch's batches: drawn as a dash across the
+        # epoch, they read as an average (a dot at the epoch's end looked like an outlier)
+        span = np.column_stack([t - 1.0, t, np.full_like(t, np.nan)]).ravel()  # (3E,)
+
+        def across(values):
+            return np.column_stack([values, values, np.full_like(t, np.nan)]).ravel()  # (3E,)
+
+        self.loss_epoch_train.setData(span, across(np.array([r.train_loss for r in e], float)))
         self.loss_epoch_val.setData(t, np.array([r.val_loss for r in e]))
-        self.acc_epoch_train.setData(t, np.array([r.train_accuracy for r in e]))
+        self.acc_epoch_train.setData(span, across(np.array([r.train_accuracy for r in e], float)))
         self.acc_epoch_val.setData(t, np.array([r.val_accuracy for r in e]))
 
     def _refresh_ranges(self, h: TrainingHistory) -> None:
