@@ -54,6 +54,7 @@ from digitpad.qt.draw import DrawPage
 from digitpad.qt.evaluate import EvaluateController, EvaluatePage
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.retrain import TrainController, TrainPage
+from digitpad.qt.runs_page import RunsPage
 from digitpad.qt.why import WhyController
 
 log = logging.getLogger("digitpad")
@@ -188,6 +189,10 @@ class MainWindow(QMainWindow):
         self.evaluation = EvaluateController(self)
         self.why = WhyController(self)
         self.controllers = (self.retrain, self.evaluation)
+        self.runs_page.model_requested.connect(self._load_run_model)
+        self.runs_page.status.connect(lambda text: self.show_status(text, 6000))
+        self.page_changed.connect(lambda page: self.runs_page.refresh() if page is self.runs_page else None)
+        self.theme_changed.connect(lambda name: self.runs_page.apply_theme(THEMES.get(name, self.theme)))
         self._build_menus_and_toolbar()
         self._build_status_bar()
 
@@ -218,7 +223,7 @@ class MainWindow(QMainWindow):
         self.draw_page = DrawPage(th)
         self.train_page = TrainPage(th, settings=self.settings)
         self.evaluate_page = EvaluatePage(th)
-        self.pages = (self.draw_page, self.train_page, self.evaluate_page)
+        self.runs_page = RunsPage(theme=th)
         self._canvas_slots = {self.draw_page: self.draw_page.canvas_slot,
                               self.train_page: self.train_page.canvas_slot}
         d = self.draw_page
@@ -231,13 +236,14 @@ class MainWindow(QMainWindow):
 
         self.stack = QStackedWidget()
         self.stack.setObjectName("pages")
-        for page in self.pages:
-            self.stack.addWidget(page)
         self.mode_bar = ModeBar()
-        for title, name, tip in (("Draw", "draw", "Draw a digit and see the network read it (Ctrl+1)"),
-                                 ("Train", "train", "Train a new network and watch it learn (Ctrl+2)"),
-                                 ("Evaluate", "evaluate", "How good the model is on the test set (Ctrl+3)")):
-            self.mode_bar.add_page(title, name, tip)
+        self.pages: list[QWidget] = []
+        for page, title, tip in (
+                (self.draw_page, "Draw", "Draw a digit and see the network read it"),
+                (self.train_page, "Train", "Train a new network and watch it learn"),
+                (self.evaluate_page, "Evaluate", "How good the model is on the test set"),
+                (self.runs_page, "Runs", "Every training run, side by side")):
+            self._add_page(page, title, tip)
         self.mode_bar.page_chosen.connect(lambda i: self.show_page(self.pages[i]))
         central = QWidget()
         central.setObjectName("central")
@@ -248,6 +254,13 @@ class MainWindow(QMainWindow):
         lay.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.show_page(self.draw_page)
+
+    def _add_page(self, page: QWidget, title: str, tip: str) -> None:
+        """Put ``page`` in the stack and on the mode bar (Ctrl+<its number> shows it)."""
+        page.setProperty("page_title", title)
+        self.pages.append(page)
+        self.stack.addWidget(page)
+        self.mode_bar.add_page(title, page.objectName().removeprefix("page_"), f"{tip} (Ctrl+{len(self.pages)})")
 
     def current_page(self) -> QWidget:
         return self.stack.currentWidget()
@@ -307,7 +320,7 @@ class MainWindow(QMainWindow):
         self.page_actions = [
             a(f"&{title}", f"action_page_{page.objectName().removeprefix('page_')}",
               lambda checked=False, p=page: self.show_page(p), f"Ctrl+{i + 1}", f"Show the {title} page")
-            for i, (title, page) in enumerate(zip(("Draw", "Train", "Evaluate"), self.pages))]
+            for i, (title, page) in enumerate((p.property("page_title"), p) for p in self.pages)]
         self.pane_actions = {}
         d = self.draw_page
         for key, label, box in (("probabilities", "&Probabilities", d.probabilities_box),
@@ -514,6 +527,11 @@ class MainWindow(QMainWindow):
             self._model_problem(problem, "It was the model used last; reading with the shipped model instead.")
             return
         self.load_model(shipped)
+
+    def _load_run_model(self, path: str) -> None:
+        """A kept run's model, asked for on the Runs page: read with it on the Draw page."""
+        if self.load_model(path):
+            self.show_page(self.draw_page)
 
     def load_model(self, path, quiet: bool = False) -> bool:
         """Make the model in ``path`` the current one; on failure keep the old one and say why."""

@@ -192,6 +192,7 @@ class RunsPage(QWidget):
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setSizes([520, 780])
+        self.splitters = [self.splitter]  # sizes the window remembers
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
         QShortcut(QKeySequence(Qt.Key_Delete), self.table, self._delete_selected, context=Qt.WidgetShortcut)
