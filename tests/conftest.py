@@ -20,6 +20,23 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 MNIST_FIXTURES = {"mnist", "mnist_dir"}
+XDG_FOLDERS = ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_user_dirs(tmp_path_factory):
+    """The user folders (models, runs, samples, MNIST: platformdirs reads XDG_*) in a temporary
+    directory, for the tests and the commands they start, so no test touches the user's own."""
+    root = tmp_path_factory.mktemp("user")
+    saved = {k: os.environ.get(k) for k in XDG_FOLDERS}
+    for key in XDG_FOLDERS:
+        os.environ[key] = str(root / key.lower())
+    yield root
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def pytest_collection_modifyitems(items):

@@ -15,6 +15,7 @@ becomes the current model) or Revert. A run goes on whichever page is shown.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from digitpad.core import data as data_mod
-from digitpad.core import model_io
+from digitpad.core import model_io, runs
 from digitpad.core.mlp import MLP
 from digitpad.qt.panes import Theme
 from digitpad.qt.panes.inference import ProbabilitiesPane
@@ -48,6 +49,8 @@ READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
 SETTINGS_WIDTH = 370  # pixels: the settings column's default width
 LIVE_WIDTH = 250  # pixels: the live drawing column's default width
+
+log = logging.getLogger("digitpad")
 
 
 class TrainPage(QWidget):
@@ -482,6 +485,11 @@ class TrainController(QObject):
         self.window.mode_bar.set_progress(None)
         self.window.set_model(o.model, metadata, path)
         self.window.set_reading_model(None)
+        if o.run_folder is not None:
+            try:
+                runs.set_kept(o.run_folder, path)
+            except (OSError, ValueError) as e:  # the model is kept all the same
+                log.warning("the run history could not note the kept model: %s", e)
         self._status(f"New model kept: {path}", 8000)
         self.kept.emit(str(path))
         return path

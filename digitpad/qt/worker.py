@@ -20,6 +20,7 @@ side polls a record buffer.)
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 import traceback
@@ -29,7 +30,10 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from digitpad.core import data as data_mod
 from digitpad.core.mlp import MLP
+from digitpad.core.runs import open_recorder
 from digitpad.core.train import StepRecord, TrainConfig, TrainResult, Trainer, evaluate, live_config
+
+log = logging.getLogger("digitpad")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class RunOutcome:
     stopped: bool
     diverged: bool
     message: str
+    run_folder: object = None  # the run's folder in the run history (None when it could not be recorded)
 
 
 class TrainWorker(QObject):
@@ -155,17 +160,23 @@ class TrainWorker(QObject):
             n_train=len(trainer.train_labels), n_val=len(trainer.val_labels),
             layer_sizes=tuple(trainer.model.config.layer_sizes),
         ))
-        for record in trainer:
-            with self._wake:
-                self._records.append(self._without_pauses(record))
-                while self._paused and not self._stop:
-                    self.waiting = True
-                    self._wake.wait()
-                self.waiting = False
-        result = trainer.result
-        if self._abandon:
-            return
-        test_acc = evaluate(result.model, mnist.test_images, mnist.test_labels)[1]
+        recorder, problem = open_recorder(self.config, "app")
+        if problem:
+            log.warning(problem)
+        with recorder:  # written here, in the worker thread; a run cut short reads as interrupted
+            for record in trainer:
+                recorder.add(record)
+                with self._wake:
+                    self._records.append(self._without_pauses(record))
+                    while self._paused and not self._stop:
+                        self.waiting = True
+                        self._wake.wait()
+                    self.waiting = False
+            result = trainer.result
+            if self._abandon:
+                return
+            test_acc = evaluate(result.model, mnist.test_images, mnist.test_labels)[1]
+            recorder.finish(result, test_accuracy=test_acc)
         old_acc = None
         if self._old_model is not None:
             try:
@@ -175,7 +186,7 @@ class TrainWorker(QObject):
         self.run_finished.emit(RunOutcome(
             config=self.config, model=result.model, result=result, test_accuracy=test_acc,
             old_test_accuracy=old_acc, stopped=result.stopped, diverged=result.diverged,
-            message=result.message,
+            message=result.message, run_folder=recorder.folder,
         ))
 
 

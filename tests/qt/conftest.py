@@ -15,23 +15,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def isolated_user_dirs(tmp_path_factory):
-    """Point QSettings' default scope and the XDG user folders at a temporary directory."""
-    root = tmp_path_factory.mktemp("user")
-    saved = {k: os.environ.get(k) for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME")}
-    for key in saved:
-        os.environ[key] = str(root / key.lower())
+def isolated_qsettings(isolated_user_dirs):
+    """QSettings' default scope in the same temporary directory as the user folders."""
     from PySide6.QtCore import QSettings
 
     QSettings.setDefaultFormat(QSettings.IniFormat)
     for scope in (QSettings.UserScope, QSettings.SystemScope):
-        QSettings.setPath(QSettings.IniFormat, scope, str(root / "qsettings"))
-    yield root
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        QSettings.setPath(QSettings.IniFormat, scope, str(isolated_user_dirs / "qsettings"))
+    return isolated_user_dirs
 
 
 @pytest.fixture

@@ -336,3 +336,36 @@ def test_heatmap_titles_shorten_when_they_would_be_cut_off(qtbot):
     panes.resize(1900, 800)
     qtbot.waitUntil(lambda: panes.act_plots[0].title_text == "layer 1 (input side): sigmoid outputs", timeout=1000)
     assert panes.act_plots[-1].title_text == "layer 5 (output): logits"
+
+
+def test_every_run_of_the_app_is_recorded_and_keep_marks_it_kept(qtbot, window, data, models_dir):
+    from digitpad.core.runs import find_run, list_runs, load_curves
+
+    c = window.retrain
+    before = {r.id for r in list_runs()[0]}
+    outcome = run_to_end(qtbot, c, SMALL, data)
+    run = find_run(outcome.run_folder.name)
+    assert run.id not in before and run.info["source"] == "app" and run.status == "finished"
+    assert run.info["test_accuracy"] == pytest.approx(outcome.test_accuracy, rel=1e-5) and not run.info["kept"]
+    curves = load_curves(run)
+    assert len(curves.steps["step"]) == outcome.result.steps and len(curves.epochs["epoch"]) == 2
+    assert curves.stats["grad_norm"].shape[1] == 3  # statistics of every weight layer
+    with qtbot.waitSignal(c.kept) as kept:
+        qtbot.mouseClick(window.findChild(QPushButton, "train_keep"), Qt.LeftButton)
+    run = find_run(run.id)
+    assert run.info["kept"] is True and run.info["model"] == kept.args[0]
+
+
+def test_a_run_cut_short_by_closing_reads_as_interrupted(qtbot, window, data, models_dir):
+    from digitpad.core.runs import list_runs
+
+    c = window.retrain
+    before = {r.id for r in list_runs()[0]}
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: c.history.n_steps > 10, timeout=10000)
+    thread = c.thread
+    c.shutdown()
+    qtbot.waitUntil(lambda: thread.isFinished(), timeout=10000)
+    new = [r for r in list_runs()[0] if r.id not in before]
+    assert [r.status for r in new] == ["interrupted"]
