@@ -52,6 +52,7 @@ from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, rea
 from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, Canvas
 from digitpad.qt.draw import DrawPage
 from digitpad.qt.evaluate import EvaluateController, EvaluatePage
+from digitpad.qt.experiments import ExperimentController
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.retrain import TrainController, TrainPage
 from digitpad.qt.runs_page import RunsPage
@@ -188,7 +189,8 @@ class MainWindow(QMainWindow):
         self.retrain = TrainController(self)
         self.evaluation = EvaluateController(self)
         self.why = WhyController(self)
-        self.controllers = (self.retrain, self.evaluation)
+        self.experiments = ExperimentController(self)
+        self.controllers = (self.retrain, self.evaluation, self.experiments)
         self.runs_page.model_requested.connect(self._load_run_model)
         self.runs_page.status.connect(lambda text: self.show_status(text, 6000))
         self.page_changed.connect(lambda page: self.runs_page.refresh() if page is self.runs_page else None)
@@ -359,6 +361,8 @@ class MainWindow(QMainWindow):
         self.menu_train = mb.addMenu("&Train")
         self.menu_train.setObjectName("menu_train")
         self.menu_train.addActions(self.retrain.actions)
+        self.menu_train.addSeparator()
+        self.menu_train.addMenu(self.experiments.menu)
         self.menu_view = mb.addMenu("&View")
         self.menu_view.setObjectName("menu_view")
         self.menu_view.addActions(self.page_actions)

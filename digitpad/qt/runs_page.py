@@ -193,8 +193,14 @@ class RunsPage(QWidget):
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setSizes([520, 780])
         self.splitters = [self.splitter]  # sizes the window remembers
+        self.finding = QLabel()
+        self.finding.setObjectName("runs_finding")
+        self.finding.setWordWrap(True)
+        self.finding.setTextFormat(Qt.RichText)
+        self.finding.hide()
         layout = QVBoxLayout(self)
-        layout.addWidget(self.splitter)
+        layout.addWidget(self.finding)
+        layout.addWidget(self.splitter, 1)
         QShortcut(QKeySequence(Qt.Key_Delete), self.table, self._delete_selected, context=Qt.WidgetShortcut)
         self.apply_theme(theme)
         self._update_buttons()
@@ -372,6 +378,11 @@ class RunsPage(QWidget):
             self.status.emit(f"{run.name if run else run_id}: its model was not kept")
             return
         self.model_requested.emit(str(path))
+
+    def set_finding(self, text: str) -> None:
+        """A sentence above the plots (an experiment's finding); empty hides it."""
+        self.finding.setText(text)
+        self.finding.setVisible(bool(text))
 
     def select_runs(self, run_ids) -> None:
         """Tick exactly these runs (e.g. an experiment's arms) and show them."""
