@@ -589,6 +589,7 @@ class MainWindow(QMainWindow):
         self._update_status()
         self._update_banner_buttons()
         self._sync_layers()
+        self.draw_page.temperature.set_model_temperature(model_io.model_temperature(self.current_metadata))
         self.model_changed.emit(model)
         self.read_now()
         if path is not None:
