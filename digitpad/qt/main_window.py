@@ -228,6 +228,11 @@ class MainWindow(QMainWindow):
         self.runs_page = RunsPage(theme=th)
         self._canvas_slots = {self.draw_page: self.draw_page.canvas_slot,
                               self.train_page: self.train_page.canvas_slot}
+        # the panes each page shows a reading in: only the page on screen is fed at once,
+        # the others when they are shown (a reading costs the GUI thread a few ms per pane)
+        self._reading_panes = {self.draw_page: self.draw_page.panes,
+                               self.train_page: (self.train_page.probabilities,)}
+        self._stale_pages: set = set()
         d = self.draw_page
         self.banner, self.reading_label, self.hint = d.banner, d.reading_label, d.hint
         self.probabilities, self.network_input = d.probabilities, d.network_input
@@ -275,6 +280,10 @@ class MainWindow(QMainWindow):
             self.canvas.show()
         self.stack.setCurrentWidget(page)
         self.mode_bar.set_current(self.pages.index(page))
+        if page in self._stale_pages:
+            self._stale_pages.discard(page)
+            for pane in self._reading_panes[page]:
+                pane.set_reading(self.reading)
         if page is self.train_page and self.retrain is not None:
             self.retrain.check_data()
         self.page_changed.emit(page)
@@ -710,8 +719,13 @@ class MainWindow(QMainWindow):
     def _show_reading(self, reading: Reading) -> None:
         self.reading = reading
         self._update_reading_label()
-        for pane in self.panes:
-            pane.set_reading(reading)
+        shown = self.current_page()
+        for page, panes in self._reading_panes.items():
+            if page is shown:
+                for pane in panes:
+                    pane.set_reading(reading)
+            else:
+                self._stale_pages.add(page)
         self.reading_changed.emit(reading)
 
     def set_threshold(self, threshold: float) -> None:
