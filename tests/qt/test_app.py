@@ -1,5 +1,7 @@
 """The window reads digits drawn with real mouse events; canvas editing, pen width and the panes."""
 
+import time
+
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
@@ -39,9 +41,13 @@ def test_reads_are_throttled_during_a_stroke(make_window, untrained_model_path, 
     w = make_window(untrained_model_path)
     reads = []
     w.reading_changed.connect(reads.append)
+    start = time.monotonic()
     end = press_and_move(w.canvas, DIGIT_STROKES["0"][0], steps_per_segment=4)  # ~150 mouse moves
     qtbot.waitUntil(lambda: len(reads) >= 1, timeout=2000)
-    assert len(reads) < 10  # coalesced by the display-rate timer, not one read per move
+    frames = (time.monotonic() - start) / w._frame_s
+    # at most one read per display frame (the first at once), however many moves arrived:
+    # on a busy machine the moves take longer, and more frames go by, but never more reads
+    assert len(reads) <= frames + 2, (len(reads), frames)
     release(w.canvas, end)
     assert len(reads) >= 2 and not reads[-1].blank
 
