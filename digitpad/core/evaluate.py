@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from digitpad.core.functional import cross_entropy, softmax
-from digitpad.core.mlp import MLP, N_CLASSES, Trace, as_batch
+from digitpad.core.mlp import MLP, Trace, as_batch
 
 ECE_BINS = 15
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
