@@ -42,9 +42,14 @@ class LayerStats:
 
 def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts over fixed, equal-width ``edges``, values outside folded into the end bins."""
-    lo, hi = edges[0], edges[-1]
+    # Python floats keep float32 values in float32 (NumPy float64 scalars would make every
+    # temporary float64, several times slower here); one temporary, changed in place
+    lo, hi = float(edges[0]), float(edges[-1])
     n = len(edges) - 1
-    idx = ((np.clip(values, lo, hi) - lo) * (n / (hi - lo))).astype(np.intp)
+    scaled = np.clip(values, lo, hi)
+    scaled -= lo
+    scaled *= n / (hi - lo)
+    idx = scaled.astype(np.intp)
     np.minimum(idx, n - 1, out=idx)
     return np.bincount(idx.ravel(), minlength=n).astype(np.int32)
 
