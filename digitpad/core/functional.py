@@ -54,7 +54,8 @@ def relu_derivative(out: np.ndarray, delta: np.ndarray) -> np.ndarray:
 
 
 def leaky_relu_derivative(out: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    delta[out <= 0] *= LEAKY_SLOPE
+    # one masked multiply in place (boolean indexing would gather and scatter the entries)
+    np.multiply(delta, delta.dtype.type(LEAKY_SLOPE), out=delta, where=out <= 0)
     return delta
 
 
