@@ -2,9 +2,9 @@
 
 Same work for all: full MNIST (60,000 digits, float32), hidden (256, 128), ReLU, Adam
 lr 1e-3, batch 128, no L2. Prints median seconds per epoch and the ratios, the achieved
-GFLOP/s next to what numpy.matmul reaches here, the Quick preset's accuracy against
-time next to scikit-learn's time to 98.0% with its defaults, and the peak memory of
-`digitpad train`. The trainers take turns (``--rounds`` of each) and numpy.matmul's rate
+GFLOP/s next to what numpy.matmul reaches here, where one step's time goes, the Quick
+preset's accuracy against time next to scikit-learn's time to 98.0% with its defaults,
+and the peak memory of `digitpad train`. The trainers take turns (``--rounds`` of each) and numpy.matmul's rate
 is measured before every turn, so a machine whose load changes during the run moves all
 figures alike; ``--threads N`` pins every trainer (and the matmul) to N BLAS threads.
 
@@ -66,6 +66,59 @@ def matmul_gflops(repeats: int = 200, threads: int = 0) -> float:
                 times.append((time.perf_counter() - t) / repeats)
         best = max(best, 2 * 128 * 784 * 256 / statistics.median(times) / 1e9)
     return best
+
+
+def step_profile(mnist, steps: int = 600) -> dict[str, float]:
+    """Median milliseconds of each part of a training step at one BLAS thread (CPU time per part).
+
+    The parts are the trainer's: ``forward_train``, the loss and batch accuracy,
+    ``backward``, the optimiser's update; "matrix products" runs the same step's products
+    alone into the same buffers, the floor the rest adds to.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from digitpad.core.functional import cross_entropy
+    from digitpad.core.mlp import MLP, MLPConfig, Workspace
+    from digitpad.core.optim import Adam
+
+    bs = 128
+    images = mnist.train_images.reshape(-1, 784)[: 100 * bs].astype(np.float32) / 255  # (12800, 784)
+    labels = mnist.train_labels[: 100 * bs].astype(np.intp)
+    model = MLP(MLPConfig(hidden=HIDDEN), 0)
+    params = list(model.pack_parameters())
+    ws = Workspace.for_model(model, bs)
+    grads = [ws.grad_flat_w, ws.grad_flat_b]
+    opt = Adam(params)
+    parts = {k: [] for k in ("forward", "loss + accuracy", "backward", "adam", "whole step", "matrix products")}
+    clock = time.process_time
+    with threadpool_limits(1, user_api="blas"):
+        for k in range(steps):
+            s = (k * bs) % len(labels)
+            x, y = images[s:s + bs], labels[s:s + bs]
+            t0 = clock()
+            logits = model.forward_train(x, ws)
+            t1 = clock()
+            cross_entropy(logits, y)
+            int((logits.argmax(1) == y).sum())
+            t2 = clock()
+            model.backward(x, y, ws)
+            t3 = clock()
+            opt.update(params, grads, 1e-3)
+            t4 = clock()
+            a = x
+            for i, w in enumerate(model.weights):  # the same products, nothing else
+                np.matmul(a, w, out=ws.outs[i])
+                a = ws.outs[i]
+            delta = ws.outs[-1]
+            for i in range(model.n_layers - 1, -1, -1):
+                np.matmul((x if i == 0 else ws.outs[i - 1]).T, delta, out=ws.grad_w[i])
+                if i:
+                    np.matmul(delta, model.weights[i].T, out=ws.deltas[i - 1])
+                    delta = ws.deltas[i - 1]
+            t5 = clock()
+            for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0, t5 - t4)):
+                parts[name].append(dt)
+    return {k: statistics.median(v) * 1e3 for k, v in parts.items()}
 
 
 def digitpad_epochs(mnist, epochs: int, instrumented: bool, threads: int = 0) -> list[float]:
@@ -229,6 +282,10 @@ def main() -> None:
     print(f"ratio digitpad/scikit-learn: bare {bare / sk:.2f}, with live statistics {inst / sk:.2f} (target <= 0.45)")
     print(f"fraction of the matmul rate: bare {flops / bare / 1e9 / mm:.0%} (target >= 70%); "
           f"live statistics cost {inst / bare - 1:+.1%} (target <= +5%)")
+
+    prof = step_profile(mnist)
+    print("\none step at one BLAS thread, median CPU ms: " + ", ".join(f"{k} {v:.3f}" for k, v in prof.items())
+          + f"; the products are {prof['matrix products'] / prof['whole step']:.0%} of the step")
 
     print("\nQuick preset (the one Retrain offers first): test accuracy against training time")
     quick = PRESETS["quick"]
