@@ -41,7 +41,7 @@ from digitpad.core.finetune import FineTuneConfig, FineTuneResult, FineTuner, Fo
 from digitpad.core.samples import DIGITS, SampleError, SampleStore
 from digitpad.core.train import run_size
 
-THUMB = 48  # pixels: a sample's thumbnail
+THUMB = 40  # pixels: a sample's thumbnail
 UNDO_MS = 12000  # the status bar's Undo stays this long after a save or a delete
 MAX_LISTED = 12  # skipped files listed in a message, then "and N more"
 
@@ -127,7 +127,7 @@ class DigitRow(QWidget):
         self.list.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarAsNeeded)
         self.list.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.list.setFixedHeight(THUMB + 30)
+        self.list.setFixedHeight(THUMB + 24)  # ten rows fit a 800-high window
         self.list.setToolTip("Double-click (or Enter) to see it on the Draw page, as the network sees it; "
                              "Delete removes the selected ones")
         lay = QHBoxLayout(self)
@@ -164,7 +164,7 @@ class SamplesPage(QWidget):
         grid.setObjectName("samples_grid")
         gl = QVBoxLayout(grid)
         gl.setContentsMargins(8, 8, 8, 8)
-        gl.setSpacing(4)
+        gl.setSpacing(2)
         for row in self.rows.values():
             row.list.itemActivated.connect(lambda item: self.sample_opened.emit(item.data(Qt.UserRole)))
             gl.addWidget(row)
@@ -272,7 +272,7 @@ class SamplesPage(QWidget):
             row.set_samples([s for s in samples if s.digit == d])
         total = sum(counts.values())
         taught = sum(1 for n in counts.values() if n)
-        self.summary.setText(f"<b>{total} of your digits</b>" + (f" · {taught} digits taught" if total else "")
+        self.summary.setText(f"<b>{total} of your digits</b>" + (f" · {taught} digit{'s' if taught != 1 else ''} taught")
                              if total else "<b>No digits of yours yet.</b>")
         self.note.setText(note)
         self.note.setVisible(bool(note))
@@ -330,7 +330,6 @@ class SamplesController(QObject):
         self.undo_button = QToolButton()
         self.undo_button.setObjectName("sample_undo")
         self.undo_button.setText("Undo")
-        self.undo_button.setAutoRaise(True)
         self.undo_button.hide()
         self.undo_button.clicked.connect(self.undo)
         window.statusBar().insertPermanentWidget(0, self.undo_button)
