@@ -19,6 +19,7 @@ import html
 import math
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
@@ -37,7 +38,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from digitpad.core.finetune import FineTuneConfig, FineTuneResult, FineTuner, FoldRecord, read_samples, shortfall
+from digitpad.core.finetune import (
+    FineTuneConfig,
+    FineTuneResult,
+    FineTuner,
+    FoldRecord,
+    SampleSet,
+    TooFewSamples,
+    check_samples,
+    read_samples,
+)
 from digitpad.core.samples import DIGITS, SampleError, SampleStore
 from digitpad.core.train import run_size
 
@@ -84,14 +94,15 @@ class FineTuneRun:
 
 
 def describe_shortfall(counts: dict[int, int], min_per_digit: int) -> str:
-    """'' when every digit that has samples has enough, else what to add: 'Add 1 more 3 and 2 more 8s …'."""
-    missing = shortfall([d for d, n in counts.items() for _ in range(n)], min_per_digit)
-    if not missing:
+    """'' when every digit that has samples has enough, else the fine-tuner's word on what to add."""
+    labels = np.repeat(np.arange(10, dtype=np.uint8), [counts.get(d, 0) for d in DIGITS])
+    try:
+        check_samples(SampleSet(np.zeros((len(labels), 0, 0), np.uint8), labels), min_per_digit)
+    except TooFewSamples as e:
+        return str(e)[0].upper() + str(e)[1:] + "."
+    except SampleError:  # none at all: nothing is missing yet
         return ""
-    parts = [f"{n} more {d}" + ("s" if n > 1 else "") for d, n in missing.items()]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return (f"Add {listed} to fine-tune: at least {min_per_digit} of each digit you teach "
-            "(digits without any are fine).")
+    return ""
 
 
 def _percent(x) -> str:
@@ -352,7 +363,7 @@ class SamplesController(QObject):
         self.retrain.run_failed.connect(self._on_run_failed)
         self.retrain.kept.connect(lambda _: self._end_finetune())
         self.retrain.reverted.connect(self._end_finetune)
-        self.retrain.run_started.connect(lambda _: self._update())
+        self.retrain.run_started.connect(self._on_run_started)
         window.page_changed.connect(self._on_page_changed)
         self.refresh()
 
@@ -570,6 +581,13 @@ class SamplesController(QObject):
             self.finetuning = False
         self._update()
         return started
+
+    def _on_run_started(self, info) -> None:
+        self._update()
+        if self.finetuning:
+            self.window.show_status(f"Fine-tuning {'-'.join(map(str, info.layer_sizes))} on your "
+                                    f"{sum(self.counts.values())} digits with MNIST replayed: "
+                                    f"{info.total_steps:,} steps, then the held-out check")
 
     def _on_run_finished(self, outcome) -> None:
         self._update()
