@@ -191,7 +191,8 @@ def test_fine_tune_without_mnist_offers_download_or_a_folder(qtbot, window, monk
     for d in (1, 7):
         for s in (0, 10):
             c.store.add(d, digit_picture(d, s))
-    assert not c.finetune()
+    assert c.action_finetune in w.menu_train.actions()
+    c.action_finetune.trigger()  # Train ▸ Fine-tune on my digits
     QApplication.processEvents()
     assert w.current_page() is w.train_page and w.train_page.data_panel.isVisible()
     config, hooks = w.retrain._waiting_config
