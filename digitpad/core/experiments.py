@@ -147,7 +147,7 @@ def run_digitpad_arm(experiment: Experiment, arm: Arm, mnist, record: bool = Tru
 
 
 def run_sklearn_arm(experiment: Experiment, arm: Arm, mnist, record: bool = True, root=None,
-                    should_stop=None) -> ArmResult:
+                    on_record=None, should_stop=None) -> ArmResult:
     """The same settings with scikit-learn's ``MLPClassifier``, one ``partial_fit`` per epoch.
 
     Recorded as a run with one line per epoch (scikit-learn's training loss, validation
@@ -190,9 +190,12 @@ def run_sklearn_arm(experiment: Experiment, arm: Arm, mnist, record: bool = True
             epoch_s.append(seconds)
             epoch_acc.append(float((clf.predict(xt) == mnist.test_labels).mean()))
             val_acc = float((clf.predict(xv) == yv).mean()) if len(yv) else float("nan")
-            recorder.add(EpochRecord(epoch=epoch + 1, step=(epoch + 1) * steps_per_epoch,
-                                     train_loss=float(clf.loss_), train_accuracy=float("nan"),
-                                     val_loss=float("nan"), val_accuracy=val_acc, seconds=seconds, best=False))
+            rec = EpochRecord(epoch=epoch + 1, step=(epoch + 1) * steps_per_epoch, train_loss=float(clf.loss_),
+                              train_accuracy=float("nan"), val_loss=float("nan"), val_accuracy=val_acc,
+                              seconds=seconds, best=False)
+            recorder.add(rec)
+            if on_record is not None:
+                on_record(rec)
         acc = epoch_acc[-1] if epoch_acc else float("nan")
         recorder.finish(TrainResult(model=None, config=cfg, epochs_done=len(epoch_acc), seconds=seconds,
                                     steps=len(epoch_acc) * steps_per_epoch, stopped=len(epoch_acc) < cfg.epochs),
@@ -238,7 +241,7 @@ def run_experiment(name: str, mnist, record: bool = True, root=None, on_arm=None
         if on_arm is not None:
             on_arm(i, arm)
         if arm.engine == "sklearn":
-            results.append(run_sklearn_arm(experiment, arm, mnist, record, root, should_stop))
+            results.append(run_sklearn_arm(experiment, arm, mnist, record, root, on_record, should_stop))
         else:
             results.append(run_digitpad_arm(experiment, arm, mnist, record, root, on_record, should_stop))
     return results, conclusion(experiment, results)

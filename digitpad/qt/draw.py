@@ -22,7 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from digitpad.qt.panes import Theme
-from digitpad.qt.panes.inference import ActivationsPane, LogitsPane, NetworkInputPane, ProbabilitiesPane
+from digitpad.qt.panes.inference import (
+    ActivationsPane,
+    LogitsPane,
+    NetworkInputPane,
+    ProbabilitiesPane,
+    TemperatureControl,
+)
 from digitpad.qt.why import WhyPane
 
 
@@ -120,9 +126,18 @@ class DrawPage(QWidget):
         top.setChildrenCollapsible(False)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
+        self.temperature = TemperatureControl()
+        self.temperature.changed.connect(self.logits.set_temperature)
+        softmax_box = QWidget()
+        softmax_box.setObjectName("softmax_box")
+        sl = QVBoxLayout(softmax_box)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.setSpacing(2)
+        sl.addWidget(self.logits, 1)
+        sl.addWidget(self.temperature)
         inside = QSplitter(Qt.Vertical)
         inside.setObjectName("inside_splitter")
-        inside.addWidget(self.logits)
+        inside.addWidget(softmax_box)
         inside.addWidget(self.activations)
         inside.setChildrenCollapsible(False)
         self.network_box = titled("Inside the network for this drawing", inside, "network_box")

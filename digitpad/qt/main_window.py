@@ -52,6 +52,7 @@ from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, rea
 from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, Canvas
 from digitpad.qt.draw import DrawPage
 from digitpad.qt.evaluate import EvaluateController, EvaluatePage
+from digitpad.qt.experiments import ExperimentController
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.retrain import TrainController, TrainPage
 from digitpad.qt.runs_page import RunsPage
@@ -190,7 +191,8 @@ class MainWindow(QMainWindow):
         self.my_digits = SamplesController(self)
         self.evaluation = EvaluateController(self)
         self.why = WhyController(self)
-        self.controllers = (self.retrain, self.evaluation)
+        self.experiments = ExperimentController(self)
+        self.controllers = (self.retrain, self.evaluation, self.experiments)
         self.runs_page.model_requested.connect(self._load_run_model)
         self.runs_page.status.connect(lambda text: self.show_status(text, 6000))
         self.page_changed.connect(lambda page: self.runs_page.refresh() if page is self.runs_page else None)
@@ -229,6 +231,11 @@ class MainWindow(QMainWindow):
         self.samples_page = SamplesPage()
         self._canvas_slots = {self.draw_page: self.draw_page.canvas_slot,
                               self.train_page: self.train_page.canvas_slot}
+        # the panes each page shows a reading in: only the page on screen is fed at once,
+        # the others when they are shown (a reading costs the GUI thread a few ms per pane)
+        self._reading_panes = {self.draw_page: self.draw_page.panes,
+                               self.train_page: (self.train_page.probabilities,)}
+        self._stale_pages: set = set()
         d = self.draw_page
         self.banner, self.reading_label, self.hint = d.banner, d.reading_label, d.hint
         self.probabilities, self.network_input = d.probabilities, d.network_input
@@ -277,6 +284,10 @@ class MainWindow(QMainWindow):
             self.canvas.show()
         self.stack.setCurrentWidget(page)
         self.mode_bar.set_current(self.pages.index(page))
+        if page in self._stale_pages:
+            self._stale_pages.discard(page)
+            for pane in self._reading_panes[page]:
+                pane.set_reading(self.reading)
         if page is self.train_page and self.retrain is not None:
             self.retrain.check_data()
         self.page_changed.emit(page)
@@ -364,6 +375,7 @@ class MainWindow(QMainWindow):
         self.menu_train.setObjectName("menu_train")
         self.menu_train.addActions(self.retrain.actions)
         self.menu_train.addSeparator()
+        self.menu_train.addMenu(self.experiments.menu)
         self.menu_train.addAction(self.my_digits.action_finetune)
         self.menu_edit.addSeparator()
         self.menu_save_sample = self.menu_edit.addMenu("Save the drawing as my &digit")
@@ -595,6 +607,7 @@ class MainWindow(QMainWindow):
         self._update_status()
         self._update_banner_buttons()
         self._sync_layers()
+        self.draw_page.temperature.set_model_temperature(model_io.model_temperature(self.current_metadata))
         self.model_changed.emit(model)
         self.read_now()
         if path is not None:
@@ -715,8 +728,13 @@ class MainWindow(QMainWindow):
     def _show_reading(self, reading: Reading) -> None:
         self.reading = reading
         self._update_reading_label()
-        for pane in self.panes:
-            pane.set_reading(reading)
+        shown = self.current_page()
+        for page, panes in self._reading_panes.items():
+            if page is shown:
+                for pane in panes:
+                    pane.set_reading(reading)
+            else:
+                self._stale_pages.add(page)
         self.reading_changed.emit(reading)
 
     def set_threshold(self, threshold: float) -> None:

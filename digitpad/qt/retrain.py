@@ -207,7 +207,6 @@ class TrainController(QObject):
         p.result_panel.keep_requested.connect(self.keep)
         p.result_panel.revert_requested.connect(self.revert)
         p.data_panel.found.connect(self._on_data_found)
-        window.reading_changed.connect(p.probabilities.set_reading)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)

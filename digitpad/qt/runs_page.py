@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QColor, QKeySequence, QShortcut
+from PySide6.QtGui import QColor, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -113,7 +113,6 @@ class RunsPage(QWidget):
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.Stretch)
         self.table.itemChanged.connect(self._on_item_changed)
         self.table.cellDoubleClicked.connect(self._on_double_click)
         self.table.itemSelectionChanged.connect(self._update_buttons)
@@ -171,7 +170,7 @@ class RunsPage(QWidget):
             "accuracy": _plot("runs_accuracy", "accuracy: batches (line), validation (dots)"),
             "grad_norm": _plot("runs_grad_norm", "gradient norm per layer", log_y=True),
             "grad_ratio": _plot("runs_grad_ratio", "first layer's gradient / output layer's", log_y=True),
-            "dead": _plot("runs_dead", "dead (ReLU) or saturated (sigmoid, tanh) units per layer"),
+            "dead": _plot("runs_dead", "dead or saturated units per layer"),
             "lr": _plot("runs_lr", "learning rate"),
         }
         grid = QGridLayout()
@@ -191,10 +190,16 @@ class RunsPage(QWidget):
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([520, 780])
+        self.splitter.setSizes([560, 740])
         self.splitters = [self.splitter]  # sizes the window remembers
+        self.finding = QLabel()
+        self.finding.setObjectName("runs_finding")
+        self.finding.setWordWrap(True)
+        self.finding.setTextFormat(Qt.RichText)
+        self.finding.hide()
         layout = QVBoxLayout(self)
-        layout.addWidget(self.splitter)
+        layout.addWidget(self.finding)
+        layout.addWidget(self.splitter, 1)
         QShortcut(QKeySequence(Qt.Key_Delete), self.table, self._delete_selected, context=Qt.WidgetShortcut)
         self.apply_theme(theme)
         self._update_buttons()
@@ -213,6 +218,7 @@ class RunsPage(QWidget):
             self._fill_row(row, run)
         self.table.setSortingEnabled(True)
         del blocker
+        self._sync_ticks()
         if problems:
             self.hint.setText(f"{len(problems)} run folder(s) could not be read and are not listed: "
                               + "; ".join(problems[:3]) + (" …" if len(problems) > 3 else ""))
@@ -301,7 +307,7 @@ class RunsPage(QWidget):
             if item.checkState() != state:
                 item.setCheckState(state)
             colour = self._colour(item.data(Qt.UserRole))
-            item.setBackground(QColor(colour) if colour else QColor(0, 0, 0, 0))
+            self.table.item(row, 1).setData(Qt.DecorationRole, _swatch(colour) if colour else None)
         del blocker
 
     def rename(self, run_id: str, name: str) -> bool:
@@ -372,6 +378,11 @@ class RunsPage(QWidget):
             self.status.emit(f"{run.name if run else run_id}: its model was not kept")
             return
         self.model_requested.emit(str(path))
+
+    def set_finding(self, text: str) -> None:
+        """A sentence above the plots (an experiment's finding); empty hides it."""
+        self.finding.setText(text)
+        self.finding.setVisible(bool(text))
 
     def select_runs(self, run_ids) -> None:
         """Tick exactly these runs (e.g. an experiment's arms) and show them."""
@@ -453,6 +464,11 @@ class RunsPage(QWidget):
         for w in self.plots.values():
             w.getPlotItem().enableAutoRange()
             w.getPlotItem().setLabel("bottom", self.x_axis.currentText())
+        for key in ("lr", "dead"):  # rates and fractions start at 0
+            top = max((float(np.nanmax(i.yData)) for i in self.plots[key].getPlotItem().listDataItems()
+                       if i.yData is not None and len(i.yData) and np.isfinite(i.yData).any()), default=0.0)
+            if top > 0:
+                self.plots[key].getPlotItem().setYRange(0.0, top * 1.1, padding=0)
         if legend:
             self.legend.setText("  ".join(legend) + "<br><span style='color:gray'>per-layer lines: solid = layer 1 "
                                 "(input side), dashed = 2, dotted = 3, dash-dot = 4, …; the output layer is the "
@@ -467,6 +483,13 @@ class RunsPage(QWidget):
             style_plot(w.getPlotItem(), theme)
             item = w.getPlotItem()
             item.setTitle(item.titleLabel.text, size="9pt", color=theme.foreground)
+
+
+def _swatch(colour: str) -> QPixmap:
+    """A small square of a run's colour, shown beside its name while it is compared."""
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor(colour))
+    return pixmap
 
 
 def _positive(a: np.ndarray) -> np.ndarray:

@@ -234,3 +234,28 @@ def test_show_input_reads_once_and_reads_the_given_input(make_window, untrained_
     assert w.action_undo.isEnabled()  # the drawing it replaced can still be brought back
     w.canvas.undo()  # the drawing comes back and is read again, as drawn
     assert len(readings) == 2 and readings[-1].label == "" and not readings[-1].blank
+
+
+def test_the_softmax_temperature_slider_turns_the_same_scores_sure_or_spread(make_window, trained_model_path, qtbot):
+    from digitpad.core.functional import softmax
+
+    w = make_window(trained_model_path, size=(1280, 800))
+    draw_digit(w.canvas, "7")
+    r = w.reading
+    assert not r.blank
+    pane, control = w.draw_page.logits, w.draw_page.temperature
+    own = control.own
+    shown = lambda: np.array(pane.prob_bars.opts["height"], dtype=np.float64)  # noqa: E731
+    np.testing.assert_allclose(shown(), r.probabilities, rtol=1e-6)
+    control.slider.setValue(control.STEPS)  # T = 20: a spread of guesses
+    hot = shown()
+    np.testing.assert_allclose(hot, softmax(r.logits, 20.0), rtol=1e-4)
+    assert hot.max() < r.probabilities.max() and hot.sum() == pytest.approx(1.0, abs=1e-5)
+    assert int(np.argmax(hot)) == r.digit  # dividing by T never changes the order
+    assert "T = 20" in pane.caption.text
+    control.slider.setValue(0)  # T = 0.05: sure
+    assert shown().max() > 0.999
+    assert w.reading.probabilities.max() == pytest.approx(r.probabilities.max())  # the answer itself is unchanged
+    qtbot.mouseClick(control.reset, Qt.LeftButton)
+    np.testing.assert_allclose(shown(), r.probabilities, rtol=1e-6)
+    assert control.value.text() == f"{own:.2f}" and not control.reset.isEnabled()

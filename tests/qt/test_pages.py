@@ -384,3 +384,20 @@ def test_the_train_page_reads_the_shared_drawing(open_window, qtbot):
     np.testing.assert_allclose(w.train_page.probabilities.probabilities, w.reading.probabilities)
     w.show_page(w.draw_page)
     assert not w.canvas.is_empty()  # the same drawing on the Draw page
+
+
+def test_only_the_page_on_screen_is_fed_readings_the_others_when_shown(open_window):
+    from tests.qt.conftest import draw_digit
+
+    w = open_window()
+    w.show_page(w.evaluate_page)
+    draw_digit(w.canvas, "1")
+    r = w.read_now()
+    assert not r.blank
+    heights = lambda pane: np.array(pane.bars.opts["height"], dtype=float)  # noqa: E731
+    assert heights(w.draw_page.probabilities).sum() == 0  # not on screen: not redrawn
+    assert heights(w.train_page.probabilities).sum() == 0
+    w.show_page(w.draw_page)
+    np.testing.assert_allclose(heights(w.draw_page.probabilities), r.probabilities, rtol=1e-6)
+    w.show_page(w.train_page)
+    np.testing.assert_allclose(heights(w.train_page.probabilities), r.probabilities, rtol=1e-6)

@@ -12,9 +12,12 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSlider, QWidget
 
-from digitpad.qt.panes import THEMES, Theme, bar_labels, quiet_plot, style_plot
+from digitpad.core.functional import softmax
+from digitpad.core.model_io import TEMPERATURE_RANGE
 from digitpad.core.reading import Reading
+from digitpad.qt.panes import THEMES, Theme, bar_labels, quiet_plot, style_plot
 
 DIGITS = np.arange(10)
 DIGIT_TICKS = [[(i, str(i)) for i in range(10)]]
@@ -214,6 +217,66 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
         self._set_titles(None)
 
 
+class TemperatureControl(QWidget):
+    """A slider for the softmax temperature T (scores ÷ T) of the logits pane, log-scaled, with a reset."""
+
+    changed = Signal(object)  # the temperature tried, or None for the model's own
+    STEPS = 1000
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("softmax_temperature_box")
+        self.own = 1.0  # the model's own temperature
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setObjectName("softmax_temperature")
+        self.slider.setAccessibleName("Softmax temperature")
+        self.slider.setRange(0, self.STEPS)
+        self.slider.setToolTip("Divide the scores by T before the softmax: T below 1 makes a sure answer, "
+                               "above 1 a spread of guesses")
+        self.value = QLabel()
+        self.value.setMinimumWidth(52)
+        self.reset = QPushButton("Reset")
+        self.reset.setObjectName("softmax_temperature_reset")
+        self.reset.setToolTip("Back to the model's own temperature")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 0, 4, 0)
+        lay.addWidget(QLabel("softmax temperature T"))
+        lay.addWidget(self.slider, 1)
+        lay.addWidget(self.value)
+        lay.addWidget(self.reset)
+        self.slider.valueChanged.connect(self._moved)
+        self.reset.clicked.connect(self.set_own)
+        self.set_own()
+
+    def to_temperature(self, position: int) -> float:
+        lo, hi = TEMPERATURE_RANGE
+        return lo * (hi / lo) ** (position / self.STEPS)
+
+    def to_position(self, temperature: float) -> int:
+        lo, hi = TEMPERATURE_RANGE
+        t = min(max(temperature, lo), hi)
+        return int(round(self.STEPS * math.log(t / lo) / math.log(hi / lo)))
+
+    def set_model_temperature(self, temperature: float) -> None:
+        """A new model: its own temperature becomes the reset point, and the slider goes back to it."""
+        self.own = float(temperature)
+        self.set_own()
+
+    def set_own(self) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(self.to_position(self.own))
+        self.slider.blockSignals(False)
+        self.value.setText(f"{self.own:.2f}")
+        self.reset.setEnabled(False)
+        self.changed.emit(None)
+
+    def _moved(self, position: int) -> None:
+        t = self.to_temperature(position)
+        self.value.setText(f"{t:.2f}")
+        self.reset.setEnabled(True)
+        self.changed.emit(t)
+
+
 class LogitsPane(pg.GraphicsLayoutWidget):
     """The output layer's scores (logits) beside their softmax probabilities, which sum to 1."""
 
@@ -226,6 +289,8 @@ class LogitsPane(pg.GraphicsLayoutWidget):
         self._theme = theme
         self._digit = None
         self._logits = np.zeros(10, np.float32)
+        self._reading: Reading | None = None
+        self.temperature: float | None = None  # the softmax temperature being tried; None: the model's own
         self.scores_plot = self.addPlot(row=0, col=0, title="scores (logits) z")
         self.probs_plot = self.addPlot(row=0, col=1, title="softmax: e^z / Σ e^z")
         for pi in (self.scores_plot, self.probs_plot):
@@ -245,14 +310,33 @@ class LogitsPane(pg.GraphicsLayoutWidget):
         self.apply_theme(theme)
 
     def set_reading(self, reading: Reading) -> None:
-        z, p = reading.logits, reading.probabilities
+        self._reading = reading
+        z = reading.logits
         self._digit, self._logits = reading.digit, z
         self.score_bars.setOpts(height=z, brushes=self._score_brushes())
-        self.prob_bars.setOpts(height=p, brushes=self._prob_brushes())
         lo, hi = (-1.0, 1.0) if reading.blank else (float(min(z.min(), 0.0)), float(max(z.max(), 0.0)))
         pad = max(hi - lo, 1.0) * 0.08
         self.scores_plot.setYRange(lo - pad, hi + pad, padding=0)
-        self._set_caption(reading)
+        self._show_probabilities()
+
+    def set_temperature(self, temperature: float | None) -> None:
+        """Divide the scores by ``temperature`` before the softmax (None: the model's own); the bars follow at once."""
+        self.temperature = temperature
+        self._show_probabilities()
+
+    def _probabilities(self) -> tuple[np.ndarray, float]:
+        """The probabilities shown and the temperature they were computed at."""
+        r = self._reading
+        if r is None or r.blank:
+            return np.zeros(10, np.float32), 1.0 if r is None else r.temperature
+        if self.temperature is None:
+            return r.probabilities, r.temperature
+        return softmax(r.logits, self.temperature), self.temperature
+
+    def _show_probabilities(self) -> None:
+        p, _ = self._probabilities()
+        self.prob_bars.setOpts(height=p, brushes=self._prob_brushes())
+        self._set_caption(self._reading)
 
     def _set_caption(self, reading: Reading | None) -> None:
         th = self._theme
@@ -260,9 +344,13 @@ class LogitsPane(pg.GraphicsLayoutWidget):
             text = "softmax turns scores into probabilities that sum to 1"
         else:
             d = reading.digit
-            t = f" (temperature {reading.temperature:.2f})" if reading.temperature != 1.0 else ""
-            text = (f"z<sub>{d}</sub> = {reading.logits[d]:.2f} is the highest score → p<sub>{d}</sub> = "
-                    f"{reading.probabilities[d]:.3f};  Σ p = {float(reading.probabilities.sum()):.3f}{t}")
+            p, t = self._probabilities()
+            if t == 1.0:
+                text = (f"z<sub>{d}</sub> = {reading.logits[d]:.2f} is the highest score → p<sub>{d}</sub> = "
+                        f"{p[d]:.3f};  Σ p = {float(p.sum()):.3f}")
+            else:
+                text = (f"p<sub>i</sub> = e<sup>z<sub>i</sub>/T</sup> / Σ e<sup>z/T</sup> with T = {t:.2f}: "
+                        f"p<sub>{d}</sub> = {p[d]:.3f};  Σ p = {float(p.sum()):.3f}")
         self.caption.setText(text, color=th.foreground)
 
     def _score_brushes(self):
@@ -283,4 +371,4 @@ class LogitsPane(pg.GraphicsLayoutWidget):
         self.zero_line.setPen(pg.mkPen(theme.muted))
         self.score_bars.setOpts(brushes=self._score_brushes())
         self.prob_bars.setOpts(brushes=self._prob_brushes())
-        self._set_caption(None)
+        self._set_caption(self._reading)

@@ -766,4 +766,8 @@ class TrainingPanes(QWidget):
         if ratio < 0.1:
             return (f"Layer 1 gets <b>{ratio:.0e}</b> × the output layer's gradient: it vanishes on the way "
                     "back, so the first layers barely learn.")
-        return f"Layer 1 gets {ratio:.2g} × the output layer's gradient: it flows back well."
+        text = f"Layer 1 gets {ratio:.2g} × the output layer's gradient: it flows back well."
+        if h.activation in ("sigmoid", "tanh") and h.info.config.optimizer == "adam":
+            text += (" (Adam rescales every layer's step, which hides the gap: Train ▸ Experiments ▸ Vanishing "
+                     "gradients trains five sigmoid layers with plain SGD.)")
+        return text
