@@ -56,6 +56,7 @@ from digitpad.qt.experiments import ExperimentController
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.retrain import TrainController, TrainPage
 from digitpad.qt.runs_page import RunsPage
+from digitpad.qt.samples_page import SamplesController, SamplesPage
 from digitpad.qt.why import WhyController
 
 log = logging.getLogger("digitpad")
@@ -187,6 +188,7 @@ class MainWindow(QMainWindow):
         self._build_pages()
         self._build_actions()
         self.retrain = TrainController(self)
+        self.my_digits = SamplesController(self)
         self.evaluation = EvaluateController(self)
         self.why = WhyController(self)
         self.experiments = ExperimentController(self)
@@ -226,6 +228,7 @@ class MainWindow(QMainWindow):
         self.train_page = TrainPage(th, settings=self.settings)
         self.evaluate_page = EvaluatePage(th)
         self.runs_page = RunsPage(theme=th)
+        self.samples_page = SamplesPage()
         self._canvas_slots = {self.draw_page: self.draw_page.canvas_slot,
                               self.train_page: self.train_page.canvas_slot}
         # the panes each page shows a reading in: only the page on screen is fed at once,
@@ -249,7 +252,8 @@ class MainWindow(QMainWindow):
                 (self.draw_page, "Draw", "Draw a digit and see the network read it"),
                 (self.train_page, "Train", "Train a new network and watch it learn"),
                 (self.evaluate_page, "Evaluate", "How good the model is on the test set"),
-                (self.runs_page, "Runs", "Every training run, side by side")):
+                (self.runs_page, "Runs", "Every training run, side by side"),
+                (self.samples_page, "My digits", "Your own digits: teach the network your handwriting")):
             self._add_page(page, title, tip)
         self.mode_bar.page_chosen.connect(lambda i: self.show_page(self.pages[i]))
         central = QWidget()
@@ -372,6 +376,11 @@ class MainWindow(QMainWindow):
         self.menu_train.addActions(self.retrain.actions)
         self.menu_train.addSeparator()
         self.menu_train.addMenu(self.experiments.menu)
+        self.menu_train.addAction(self.my_digits.action_finetune)
+        self.menu_edit.addSeparator()
+        self.menu_save_sample = self.menu_edit.addMenu("Save the drawing as my &digit")
+        self.menu_save_sample.setObjectName("menu_save_sample")
+        self.menu_save_sample.addActions(self.my_digits.save_actions)
         self.menu_view = mb.addMenu("&View")
         self.menu_view.setObjectName("menu_view")
         self.menu_view.addActions(self.page_actions)

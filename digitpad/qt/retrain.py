@@ -176,7 +176,7 @@ class TrainController(QObject):
         self._reading_time = 0.0
         self._drew_last_tick = False
         self._config = None
-        self._waiting_config = None  # asked to start while MNIST was missing
+        self._waiting_config = None  # (config, start's hooks): asked to start while MNIST was missing
         self._then_close = False  # "Keep and quit" during a run: keep when it ends, then close
 
         self.action_retrain = QAction("&Retrain…", self)
@@ -259,16 +259,21 @@ class TrainController(QObject):
     def _on_data_found(self, folder: Path) -> None:
         self.settings.setValue(DATA_DIR_KEY, str(folder))
         self.page.data_panel.hide()
-        config, self._waiting_config = self._waiting_config, None
-        if config is not None:
-            self.start(config)
+        waiting, self._waiting_config = self._waiting_config, None
+        if waiting is not None:
+            config, hooks = waiting
+            self.start(config, **hooks)
 
     def locate_data(self) -> Path | None:
         """A folder with MNIST (remembered or found), or None."""
         return data_mod.find_data_dir(self.settings.value(DATA_DIR_KEY) or None)
 
-    def start(self, config, mnist=None, data_dir=None) -> bool:
+    def start(self, config, mnist=None, data_dir=None, make_trainer=None, source: str = "app") -> bool:
         """Start training ``config`` in a worker thread; ``mnist`` (any object with the four arrays) skips loading.
+
+        ``make_trainer(config, mnist)`` gives another record generator to drive the run (a
+        fine-tune: a warm start on other data), ``source`` its name in the run history; the
+        dashboard, the live reading and Keep / Revert are the same.
 
         Returns False when a run is already going or MNIST is missing (the page then shows
         how to get it, and the run starts once it is there).
@@ -278,7 +283,7 @@ class TrainController(QObject):
         if mnist is None and data_dir is None:
             data_dir = self.locate_data()
             if data_dir is None:
-                self._waiting_config = config
+                self._waiting_config = (config, {"make_trainer": make_trainer, "source": source})
                 self.window.show_page(self.page)
                 self.page.data_panel.show()
                 self._status("Training needs MNIST: download it or choose a folder that has it")
@@ -289,7 +294,8 @@ class TrainController(QObject):
         self._config = config
         self.history = None
         self._reading_version = 0
-        worker = TrainWorker(config, mnist=mnist, data_dir=data_dir, old_model=self.window.current_model)
+        worker = TrainWorker(config, mnist=mnist, data_dir=data_dir, old_model=self.window.current_model,
+                             make_trainer=make_trainer, source=source)
         thread = QThread()
         thread.setObjectName("digitpad-training")
         worker.moveToThread(thread)

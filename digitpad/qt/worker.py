@@ -61,6 +61,7 @@ class RunOutcome:
     diverged: bool
     message: str
     run_folder: object = None  # the run's folder in the run history (None when it could not be recorded)
+    details: object = None  # what a run of another kind measured besides (a fine-tune's before/after)
 
 
 class TrainWorker(QObject):
@@ -71,9 +72,14 @@ class TrainWorker(QObject):
     run_failed = Signal(str)
 
     def __init__(self, config: TrainConfig, mnist=None, data_dir=None, old_model: MLP | None = None,
-                 clock=time.perf_counter):
+                 clock=time.perf_counter, make_trainer=None, source: str = "app"):
         super().__init__()
         self.config = config
+        # (config, mnist) -> what to iterate: a Trainer, or anything shaped like one (``total_steps``,
+        # ``steps_per_epoch``, ``train_labels``, ``val_labels``, ``model``, ``stop()``, ``result`` a
+        # TrainResult, optional ``details``); called in the worker thread. None: a Trainer on ``config``.
+        self._make_trainer = make_trainer
+        self._source = source  # the run history's name for where the run came from
         self._mnist = mnist
         self._data_dir = data_dir
         self._old_model = old_model
@@ -149,8 +155,11 @@ class TrainWorker(QObject):
         mnist = self._mnist
         if mnist is None:
             mnist = data_mod.load_mnist(self._data_dir)
-        self.config = live_config(self.config, len(mnist.train_labels))  # enough points for the panes
-        trainer = Trainer(self.config, mnist, None)
+        if self._make_trainer is None:
+            self.config = live_config(self.config, len(mnist.train_labels))  # enough points for the panes
+            trainer = Trainer(self.config, mnist, None)
+        else:
+            trainer = self._make_trainer(self.config, mnist)
         with self._lock:
             self._trainer = trainer
             if self._stop:
@@ -160,7 +169,7 @@ class TrainWorker(QObject):
             n_train=len(trainer.train_labels), n_val=len(trainer.val_labels),
             layer_sizes=tuple(trainer.model.config.layer_sizes),
         ))
-        recorder, problem = open_recorder(self.config, "app")
+        recorder, problem = open_recorder(self.config, self._source)
         if problem:
             log.warning(problem)
         with recorder:  # written here, in the worker thread; a run cut short reads as interrupted
@@ -186,7 +195,7 @@ class TrainWorker(QObject):
         self.run_finished.emit(RunOutcome(
             config=self.config, model=result.model, result=result, test_accuracy=test_acc,
             old_test_accuracy=old_acc, stopped=result.stopped, diverged=result.diverged,
-            message=result.message, run_folder=recorder.folder,
+            message=result.message, run_folder=recorder.folder, details=getattr(trainer, "details", None),
         ))
 
 

@@ -66,6 +66,9 @@ def panes(w, page) -> list:
     if page is w.runs_page:
         r = w.runs_page
         return [r.table, r.legend, *r.plots.values()]
+    if page is w.samples_page:
+        s = w.samples_page
+        return [s.grid_scroll, s.summary, s.import_button, s.export_button, s.delete_button, s.finetune_button]
     e = w.evaluate_page
     return [e.summary, e.state] if e.views.currentWidget() is e.state else \
         [e.summary, e.per_class, e.confusion, e.gallery, e.reliability, e.calibration_summary]
@@ -93,10 +96,11 @@ def check_page(w, page) -> None:
 
 def test_pages_have_names_and_ctrl_numbers_switch(open_window, qtbot):
     w = open_window()
-    assert [p.objectName() for p in w.pages] == ["page_draw", "page_train", "page_evaluate", "page_runs"]
+    assert [p.objectName() for p in w.pages] == ["page_draw", "page_train", "page_evaluate", "page_runs",
+                                                 "page_samples"]
     assert w.current_page() is w.draw_page and w.canvas.parent() is not None
     for key, page in (("Ctrl+2", w.train_page), ("Ctrl+3", w.evaluate_page), ("Ctrl+4", w.runs_page),
-                      ("Ctrl+1", w.draw_page)):
+                      ("Ctrl+5", w.samples_page), ("Ctrl+1", w.draw_page)):
         QTest.keySequence(w, QKeySequence(key))
         assert w.current_page() is page
         assert w.mode_bar.buttons[w.pages.index(page)].isChecked()

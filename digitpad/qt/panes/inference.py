@@ -31,7 +31,9 @@ def _bar_plot(plot_item, theme: Theme):
 
 
 class ProbabilitiesPane(pg.PlotWidget):
-    """Ten bars, one per digit, with their values; the winner highlighted."""
+    """Ten bars, one per digit, with their values; the winner highlighted; a click on a bar names its digit."""
+
+    digit_clicked = Signal(int)  # a left click on a digit's bar, its column or its label under it
 
     def __init__(self, parent=None, theme: Theme = THEMES["dark"]):
         super().__init__(parent)
@@ -51,6 +53,16 @@ class ProbabilitiesPane(pg.PlotWidget):
         self.values = bar_labels(pi, theme)
         self.probabilities = np.zeros(10, np.float32)
         self.apply_theme(theme)
+        self.scene().sigMouseClicked.connect(self._on_click)
+
+    def _on_click(self, event) -> None:
+        pi = self.getPlotItem()
+        if event.button() != Qt.LeftButton or not pi.sceneBoundingRect().contains(event.scenePos()):
+            return
+        digit = int(round(pi.getViewBox().mapSceneToView(event.scenePos()).x()))
+        if 0 <= digit <= 9:
+            event.accept()
+            self.digit_clicked.emit(digit)
 
     def set_reading(self, reading: Reading) -> None:
         p = reading.probabilities
