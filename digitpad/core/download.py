@@ -261,8 +261,19 @@ def download_mnist(
             limits = _Limits(timeout, min_rate, sizes.get(name))
             _download_one(name, sha256, dest, order, limits, progress, cancel)
     except OSError as exc:  # the network's errors are the mirrors' failures: this is the folder
+        _remove_own_partials(dest, expected)
         raise DownloadError(f"{display(dest)}: cannot save the download there ({exc.strerror or exc})") from None
+    except BaseException:
+        # a signal turned into an exception (Ctrl-C, SIGTERM in the CLI) can land between a
+        # partial file's creation and the block that removes it: sweep this process's own
+        _remove_own_partials(dest, expected)
+        raise
     return dest.resolve()
+
+
+def _remove_own_partials(dest: Path, expected) -> None:
+    for name in expected:
+        remove_stale_temps(dest / name, _PART, this_process=True)
 
 
 def _download_one(name: str, sha256: str, dest: Path, order: list[str], limits: _Limits,

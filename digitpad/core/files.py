@@ -102,12 +102,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(target, suffix: str = ".tmp") -> list[Path]:
+def remove_stale_temps(target, suffix: str = ".tmp", this_process: bool = False) -> list[Path]:
     """Remove our own temporary files for ``target`` that a process which is gone left behind.
 
     Only names of the form ``.<target name>.<pid>.<8 hex><suffix>`` whose process no longer
-    runs, and ``.<target name>.<8 characters><suffix>`` (an older naming) more than an hour
-    old, are removed. Errors are ignored: cleaning never stops a save.
+    runs (or, with ``this_process``, that this process made: it is giving up), and
+    ``.<target name>.<8 characters><suffix>`` (an older naming) more than an hour old, are
+    removed. Errors are ignored: cleaning never stops a save.
 
     Returns
     -------
@@ -128,7 +129,8 @@ def remove_stale_temps(target, suffix: str = ".tmp") -> list[Path]:
         match = ours.fullmatch(entry.name)
         try:
             if match:
-                stale = not _alive(int(match.group(1)))
+                pid = int(match.group(1))
+                stale = (this_process and pid == os.getpid()) or not _alive(pid)
             elif legacy.fullmatch(entry.name):
                 stale = now - entry.stat(follow_symlinks=False).st_mtime > _LEGACY_TEMP_AGE
             else:

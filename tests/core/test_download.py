@@ -523,3 +523,18 @@ def test_download_real_mnist_from_a_local_mirror(tmp_path):
         thread.join(timeout=10)
     assert verify_dir(dest) == dict.fromkeys(FILES, True)
     assert load_mnist(dest).test_labels.shape == (10000,)
+
+
+def test_a_download_that_gives_up_removes_its_own_partial_files_wherever_it_stopped(tmp_path, monkeypatch):
+    """A signal can arrive between a partial file's creation and the block that removes it."""
+    from digitpad.core import download as download_mod
+    from digitpad.core.files import temp_path
+
+    def created_then_interrupted(url, dest, name, sha256, limits, progress, cancel):
+        temp_path(dest / name, download_mod._PART)  # the file exists; nothing will remove it here
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(download_mod, "_fetch_verified", created_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download_mnist(tmp_path, mirrors=("http://127.0.0.1:9/",), expected=EXPECTED, timeout=1)
+    assert os.listdir(tmp_path) == []
