@@ -52,6 +52,8 @@ from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, rea
 from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, Canvas
 from digitpad.qt.draw import DrawPage
 from digitpad.qt.evaluate import EvaluateController, EvaluatePage
+from digitpad.qt.explore_page import ExploreController, ExplorePage
+from digitpad.qt.robustness import RobustnessController
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.retrain import TrainController, TrainPage
 from digitpad.qt.runs_page import RunsPage
@@ -188,7 +190,9 @@ class MainWindow(QMainWindow):
         self.retrain = TrainController(self)
         self.evaluation = EvaluateController(self)
         self.why = WhyController(self)
-        self.controllers = (self.retrain, self.evaluation)
+        self.explore = ExploreController(self)
+        self.robustness = RobustnessController(self)
+        self.controllers = (self.retrain, self.evaluation, self.explore, self.robustness)
         self.runs_page.model_requested.connect(self._load_run_model)
         self.runs_page.status.connect(lambda text: self.show_status(text, 6000))
         self.page_changed.connect(lambda page: self.runs_page.refresh() if page is self.runs_page else None)
@@ -224,6 +228,7 @@ class MainWindow(QMainWindow):
         self.train_page = TrainPage(th, settings=self.settings)
         self.evaluate_page = EvaluatePage(th)
         self.runs_page = RunsPage(theme=th)
+        self.explore_page = ExplorePage(th)
         self._canvas_slots = {self.draw_page: self.draw_page.canvas_slot,
                               self.train_page: self.train_page.canvas_slot}
         d = self.draw_page
@@ -242,7 +247,8 @@ class MainWindow(QMainWindow):
                 (self.draw_page, "Draw", "Draw a digit and see the network read it"),
                 (self.train_page, "Train", "Train a new network and watch it learn"),
                 (self.evaluate_page, "Evaluate", "How good the model is on the test set"),
-                (self.runs_page, "Runs", "Every training run, side by side")):
+                (self.runs_page, "Runs", "Every training run, side by side"),
+                (self.explore_page, "Explore", "The data, the network's map of the digits, a lab")):
             self._add_page(page, title, tip)
         self.mode_bar.page_chosen.connect(lambda i: self.show_page(self.pages[i]))
         central = QWidget()
