@@ -98,7 +98,7 @@ class CountsPlot(pg.PlotWidget):
         super().__init__(parent)
         self.setObjectName("class_counts")
         self.setAccessibleName("How many digits of each class in training and test")
-        self.setMinimumSize(200, 110)
+        self.setMinimumSize(160, 100)
         pi = self.getPlotItem()
         quiet_plot(pi)
         pi.getAxis("bottom").setTicks([[(i, str(i)) for i in range(10)]])
@@ -140,7 +140,7 @@ class DigitMapPlot(pg.PlotWidget):
         super().__init__(parent)
         self.setObjectName("digit_map")
         self.setAccessibleName("The network's map of the test digits")
-        self.setMinimumSize(260, 240)
+        self.setMinimumSize(220, 200)
         pi = self.getPlotItem()
         pi.setMenuEnabled(False)
         pi.hideButtons()
@@ -282,7 +282,7 @@ class ExplorePage(QWidget):
         self.grid.setResizeMode(QListView.Adjust)
         self.grid.setMovement(QListView.Static)
         self.grid.setSpacing(2)
-        self.grid.setMinimumSize(200, 90)
+        self.grid.setMinimumSize(160, 90)
         self.grid.setToolTip("Click a digit to put it on the canvas")
         dl.addWidget(self.grid, 3)
         self.random_button = QPushButton("Put a random test digit on the canvas (E)")
@@ -332,16 +332,15 @@ class ExplorePage(QWidget):
         row.addWidget(QLabel("Layer"))
         self.lab_layer = QComboBox()
         self.lab_layer.setObjectName("lab_layer")
-        row.addWidget(self.lab_layer)
+        row.addWidget(self.lab_layer, 1)
         self.lab_count = QSpinBox()
         self.lab_count.setObjectName("lab_count")
         self.lab_count.setRange(1, 4096)
         self.lab_count.setValue(10)
         self.lab_count.setSuffix(" units")
-        row.addWidget(self.lab_count)
-        row.addStretch(1)
         ll.addLayout(row)
         row = QHBoxLayout()
+        row.addWidget(self.lab_count)
         self.least_button = QPushButton("Least active")
         self.least_button.setObjectName("lab_least")
         self.least_button.setToolTip("Switch off the N units with the smallest mean output on test digits")
@@ -356,8 +355,13 @@ class ExplorePage(QWidget):
         self.random_units_button = QPushButton("At random")
         self.random_units_button.setObjectName("lab_random")
         self.random_units_button.setToolTip("Switch off this share of the layer's units, chosen at random")
-        for w in (self.least_button, self.most_button, self.lab_fraction, self.random_units_button):
+        for w in (self.least_button, self.most_button):
             row.addWidget(w)
+        ll.addLayout(row)
+        row = QHBoxLayout()
+        for w in (self.lab_fraction, self.random_units_button):
+            row.addWidget(w)
+        row.addStretch(1)
         ll.addLayout(row)
         self.lab_activations = ActivationsPane(theme=theme, legend=False)
         self.lab_activations.setObjectName("lab_activations")
@@ -432,7 +436,9 @@ class ExploreController(QObject):
         self.edited: MLP | None = None
         self.lab_accuracy: float | None = None
         self.base_accuracy: float | None = None
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Job] = {}  # the newest job of each kind
+        self._alive: list[Job] = []  # every job not finished yet
+        self._closed = False  # the window is closing: results go nowhere
 
         p = self.page
         self.action_random_digit = QAction("Random &test digit", window)
@@ -482,6 +488,8 @@ class ExploreController(QObject):
             old.cancel()
 
         def done(result):
+            if self._closed:
+                return
             self.mnist = result[0]
             on_done(result[1])
 
@@ -489,13 +497,19 @@ class ExploreController(QObject):
                   on_progress=on_progress, on_finished=lambda: self._ended(key),
                   cancelled_by=(explore.Cancelled,), expected=(data_mod.DataError,))
         self._jobs[key] = job
+        self._alive.append(job)  # a replaced job still runs: Qt's connections do not keep it alive
         return job
 
     def _ended(self, key: str) -> None:
+        if self._closed:
+            return
+        self._alive = [j for j in self._alive if not j.finished]
         if key == "map" and key not in self._running():
             self.page.set_map_busy(None)
 
     def _on_failed(self, text: str) -> None:
+        if self._closed:
+            return
         self.page.set_map_busy(None)
         self.window.show_status(f"Explore: {text}", 8000)
         self.page.map_caption.setText(html.escape(text))
@@ -740,7 +754,8 @@ class ExploreController(QObject):
         return saved
 
     def shutdown(self) -> None:
-        for job in self._jobs.values():
+        self._closed = True
+        for job in self._alive:
             job.cancel()
 
 

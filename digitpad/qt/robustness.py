@@ -154,6 +154,7 @@ class RobustnessController(QObject):
         self.curves: dict | None = None
         self._job: Job | None = None
         self._return_to = None
+        self._closed = False  # the window is closing: results go nowhere
         page = self.page
         page.views.addWidget(self.view)
         self.button = QPushButton("Robustness")
@@ -230,9 +231,13 @@ class RobustnessController(QObject):
         self.view.set_running(True)
         self.view.caption.setText(f"Reading {n} test digits at each of 15 levels of change…")
         self._job = Job(work, self._on_done, self._on_failed, on_progress=self.view.set_progress,
-                        on_finished=lambda: self.view.set_running(False), cancelled_by=(explore.Cancelled,),
+                        on_finished=self._on_finished, cancelled_by=(explore.Cancelled,),
                         expected=(data_mod.DataError, model_io.ModelFileError, OSError))
         return True
+
+    def _on_finished(self) -> None:
+        if not self._closed:
+            self.view.set_running(False)
 
     def cancel(self) -> None:
         if self._job is not None:
@@ -241,6 +246,8 @@ class RobustnessController(QObject):
         self.view.caption.setText("Stopped.")
 
     def _on_done(self, result) -> None:
+        if self._closed:
+            return
         curves, names = result
         self.curves = curves
         self.view.set_curves(curves, names)
@@ -250,8 +257,11 @@ class RobustnessController(QObject):
         self.curves_ready.emit(curves)
 
     def _on_failed(self, text: str) -> None:
+        if self._closed:
+            return
         self.view.caption.setText(f"Could not compute the curves: {text}")
 
     def shutdown(self) -> None:
+        self._closed = True
         if self._job is not None:
             self._job.cancel()

@@ -142,6 +142,7 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
         self.titles: list = []
         self.images: list = []
         self.crosses: list = []  # per layer, the marks on switched-off units
+        self.views: list = []
         self._off: dict = {}
         self.legend = None
         self.silent_fraction: list[float] = []
@@ -156,7 +157,7 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
             return
         self.clear()
         self._sizes, self._activation = sizes, activation
-        self.titles, self.images, self.crosses = [], [], []
+        self.titles, self.images, self.crosses, self.views = [], [], [], []
         for i, n in enumerate(sizes):
             title = self.addLabel("", row=0, col=i, color=self._theme.foreground, size="9pt")
             view = self.addViewBox(row=1, col=i, lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
@@ -172,6 +173,7 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
             self.titles.append(title)
             self.images.append(img)
             self.crosses.append(cross)
+            self.views.append(view)
         if self._with_legend:
             self.legend = self.addLabel("", row=2, col=0, colspan=max(len(sizes), 1), size="8pt")
         self.silent_fraction = [0.0] * len(sizes)
@@ -188,7 +190,9 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
 
     def unit_at(self, scene_pos) -> tuple[int, int] | None:
         """The (layer, unit) under a scene position, or None."""
-        for layer, (img, n) in enumerate(zip(self.images, self._sizes)):
+        for layer, (view, img, n) in enumerate(zip(self.views, self.images, self._sizes)):
+            if not view.sceneBoundingRect().contains(scene_pos):
+                continue
             p = img.mapFromScene(scene_pos)
             rows, cols = grid_shape(n)
             col, row = math.floor(p.x()), math.floor(p.y())
