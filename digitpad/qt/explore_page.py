@@ -14,6 +14,7 @@ import html
 from pathlib import Path
 
 import numpy as np
+import shiboken6
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPoint, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QIcon, QImage, QPixmap
@@ -488,7 +489,7 @@ class ExploreController(QObject):
             old.cancel()
 
         def done(result):
-            if self._closed:
+            if self._gone():
                 return
             self.mnist = result[0]
             on_done(result[1])
@@ -501,14 +502,14 @@ class ExploreController(QObject):
         return job
 
     def _ended(self, key: str) -> None:
-        if self._closed:
+        if self._gone():
             return
         self._alive = [j for j in self._alive if not j.finished]
         if key == "map" and key not in self._running():
             self.page.set_map_busy(None)
 
     def _on_failed(self, text: str) -> None:
-        if self._closed:
+        if self._gone():
             return
         self.page.set_map_busy(None)
         self.window.show_status(f"Explore: {text}", 8000)
@@ -752,6 +753,10 @@ class ExploreController(QObject):
             return None
         self.window.show_status(f"Saved the edited model to {saved}", 6000)
         return saved
+
+    def _gone(self) -> bool:
+        """The window is closing or already deleted: a job's result goes nowhere."""
+        return self._closed or not shiboken6.isValid(self.page)
 
     def shutdown(self) -> None:
         self._closed = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import shiboken6
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
@@ -246,7 +247,7 @@ class RobustnessController(QObject):
         self.view.caption.setText("Stopped.")
 
     def _on_done(self, result) -> None:
-        if self._closed:
+        if self._gone():
             return
         curves, names = result
         self.curves = curves
@@ -257,9 +258,13 @@ class RobustnessController(QObject):
         self.curves_ready.emit(curves)
 
     def _on_failed(self, text: str) -> None:
-        if self._closed:
+        if self._gone():
             return
         self.view.caption.setText(f"Could not compute the curves: {text}")
+
+    def _gone(self) -> bool:
+        """The window is closing or already deleted: a job's result goes nowhere."""
+        return self._closed or not shiboken6.isValid(self.view)
 
     def shutdown(self) -> None:
         self._closed = True
