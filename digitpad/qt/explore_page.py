@@ -226,6 +226,11 @@ class DigitMapPlot(pg.PlotWidget):
         self.hover.raise_()
         self.setToolTip(text)
 
+    def leaveEvent(self, event):
+        self.hover.hide()
+        self.hovered = None
+        super().leaveEvent(event)
+
     def _on_click(self, event) -> None:
         if event.button() != Qt.LeftButton:
             return
@@ -364,7 +369,7 @@ class ExplorePage(QWidget):
             row.addWidget(w)
         row.addStretch(1)
         ll.addLayout(row)
-        self.lab_activations = ActivationsPane(theme=theme, legend=False)
+        self.lab_activations = ActivationsPane(theme=theme, legend=False, stacked=True)
         self.lab_activations.setObjectName("lab_activations")
         ll.addWidget(self.lab_activations, 1)
         self.lab_summary = QLabel("All units on.")
@@ -477,6 +482,9 @@ class ExploreController(QObject):
         """A function returning MNIST for a job, or None (the page then says how to get it)."""
         load = mnist_loader(self.mnist, self.window.settings)
         self.page.set_no_data(load is None)
+        if load is None:
+            self.window.show_status("MNIST is not on this computer: get it on the Train page (Download MNIST).",
+                                    8000)
         return load
 
     def _run(self, key: str, fn, on_done, on_progress=None) -> Job | None:
@@ -615,6 +623,8 @@ class ExploreController(QObject):
         self._update_lab()
 
     def _on_model_changed(self, model) -> None:
+        if self.edited is not None and self.window.reading_model is self.edited:
+            self.window.set_reading_model(None)  # the lab's copy was of the model just replaced
         self.off.clear()
         self.edited = None
         self.base_accuracy = self.lab_accuracy = None

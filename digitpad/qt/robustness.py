@@ -93,6 +93,7 @@ class RobustnessView(QWidget):
             pi.addLegend(offset=(-4, -4), labelTextSize="8pt")
             self.curves[kind] = [pi.plot([], [], symbol="o", symbolSize=6, name="current model"),
                                  pi.plot([], [], symbol="s", symbolSize=6, name="")]
+            _rename_legend(pi.legend, self.curves[kind][:1], ["current model"])
             self.plots[kind] = w
             plots.addWidget(w)
         lay = QVBoxLayout(self)
@@ -111,7 +112,8 @@ class RobustnessView(QWidget):
         self.progress.setValue(int(round(100 * done / max(total, 1))))
 
     def set_curves(self, curves: dict, names: list[str]) -> None:
-        """``curves[kind]`` is (n_models, n_levels) accuracy; one line per model."""
+        """``curves[kind]`` is (n_models, n_levels) accuracy; one line per model, one scale for all plots."""
+        low = max(0.0, 100 * min(float(np.min(acc)) for acc in curves.values()) - 5.0)
         for kind, acc in curves.items():
             levels = np.asarray(explore.ROBUSTNESS_LEVELS[kind])
             pi = self.plots[kind].getPlotItem()
@@ -121,7 +123,8 @@ class RobustnessView(QWidget):
                 else:
                     curve.setData([], [])
             _rename_legend(pi.legend, self.curves[kind][:len(acc)], names)
-            pi.setYRange(max(0.0, 100 * float(np.min(acc)) - 5.0), 100.5, padding=0)
+            pi.setYRange(low, 100.5, padding=0)
+            pi.setXRange(float(levels[0]), float(levels[-1]), padding=0.05)
 
     def apply_theme(self, theme: Theme) -> None:
         for kind, w in self.plots.items():

@@ -173,3 +173,13 @@ def test_robustness_curves_fall_with_rotation_for_two_models(make_window, qtbot,
         assert len(curves[0].xData) == len(ROBUSTNESS_LEVELS[kind]) == len(curves[1].xData)
     qtbot.mouseClick(r.button, Qt.LeftButton)
     assert w.evaluate_page.views.currentWidget() is not r.view
+
+
+def test_a_new_model_ends_the_lab_and_reads_with_the_new_model(window, qtbot, untrained_model_path):
+    w = window
+    w.explore.switch_off(0, [1, 2, 3])
+    assert w.reading_model is w.explore.edited
+    w.load_model(untrained_model_path)
+    assert w.reading_model is w.current_model and w.explore.off == {} and w.explore.edited is None
+    assert [w.explore_page.lab_layer.itemText(i) for i in range(2)] == ["1 (32 units)", "2 (16 units)"]
+    assert len(w.activations.crosses[0].data) == 0

@@ -129,10 +129,11 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
 
     unit_clicked = Signal(int, int)  # hidden layer, unit
 
-    def __init__(self, parent=None, theme: Theme = THEMES["dark"], legend: bool = True):
+    def __init__(self, parent=None, theme: Theme = THEMES["dark"], legend: bool = True, stacked: bool = False):
         super().__init__(parent)
         self.setObjectName("activations")
         self._with_legend = legend
+        self._stacked = stacked  # layers one above the other instead of side by side
         self.setAccessibleName("Hidden layer activations")
         self.setMinimumSize(200, 120)
         self.ci.setContentsMargins(4, 2, 4, 2)
@@ -159,8 +160,9 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
         self._sizes, self._activation = sizes, activation
         self.titles, self.images, self.crosses, self.views = [], [], [], []
         for i, n in enumerate(sizes):
-            title = self.addLabel("", row=0, col=i, color=self._theme.foreground, size="9pt")
-            view = self.addViewBox(row=1, col=i, lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
+            row, col = (2 * i, 0) if self._stacked else (0, i)
+            title = self.addLabel("", row=row, col=col, color=self._theme.foreground, size="9pt")
+            view = self.addViewBox(row=row + 1, col=col, lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
             view.setDefaultPadding(0.02)
             rows, cols = grid_shape(n)
             img = pg.ImageItem(axisOrder="row-major")
@@ -175,7 +177,8 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
             self.crosses.append(cross)
             self.views.append(view)
         if self._with_legend:
-            self.legend = self.addLabel("", row=2, col=0, colspan=max(len(sizes), 1), size="8pt")
+            self.legend = self.addLabel("", row=2 * len(sizes) if self._stacked else 2, col=0,
+                                        colspan=1 if self._stacked else max(len(sizes), 1), size="8pt")
         self.silent_fraction = [0.0] * len(sizes)
         self._set_titles(None)
         self.set_switched_off(self._off)
