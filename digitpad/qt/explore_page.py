@@ -178,8 +178,11 @@ class DigitMapPlot(pg.PlotWidget):
             item.setData(x=m.coords[rows, 0], y=m.coords[rows, 1], data=rows)
         bad = np.flatnonzero(m.misread)
         self.misread.setData(x=m.coords[bad, 0], y=m.coords[bad, 1])
-        self.getPlotItem().enableAutoRange()
-        self.getPlotItem().autoRange()
+        lo, hi = m.coords.min(axis=0), m.coords.max(axis=0)  # (2,) each
+        span = np.maximum(hi - lo, 1e-9)
+        self.getPlotItem().vb.setRange(xRange=(lo[0] - 0.03 * span[0], hi[0] + 0.03 * span[0]),
+                                       yRange=(lo[1] - 0.03 * span[1], hi[1] + 0.22 * span[1]),
+                                       padding=0)  # room at the top for the legend
 
     def points_per_class(self) -> list[int]:
         return [len(item.data) for item in self.classes]
