@@ -170,7 +170,9 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
             img.setImage(np.full((rows, cols), np.nan, np.float32), autoLevels=False, levels=(0.0, 1.0))
             view.addItem(img)
             view.setRange(QRectF(0, 0, cols, rows), padding=0.02)
-            cross = pg.ScatterPlotItem(symbol="x", size=9, pen=pg.mkPen("#4fc3f7", width=1.5), brush=None)
+            # one cell wide, whatever the grid's size on screen
+            cross = pg.ScatterPlotItem(symbol="x", size=0.9, pxMode=False, pen=pg.mkPen("#4fc3f7", width=1.2),
+                                       brush=pg.mkBrush("#4fc3f7"))
             view.addItem(cross)
             self.titles.append(title)
             self.images.append(img)
