@@ -473,6 +473,7 @@ class ExploreController(QObject):
         p.save_button.clicked.connect(self.choose_save)
         p.lab_activations.unit_clicked.connect(self.toggle_unit)
         window.activations.unit_clicked.connect(self.toggle_unit)
+        window.activations.setToolTip("Click a unit to switch it off (or on again) in the Explore page's lab")
         window.reading_changed.connect(self._on_reading)
         window.model_changed.connect(self._on_model_changed)
         window.page_changed.connect(lambda page: self.open() if page is self.page else None)
