@@ -132,8 +132,14 @@ def digit_map(model: MLP, images: np.ndarray, labels: np.ndarray, method: str = 
     else:
         from sklearn.manifold import TSNE
 
+        from sklearn.decomposition import PCA
+
         perplexity = float(min(30.0, max(2.0, (len(idx) - 1) / 3)))
-        coords = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(feats)
+        # scikit-learn's advice for dense data: reduce to about 50 dimensions with PCA first
+        # (it removes noise and makes the neighbour search cheaper)
+        dims = min(50, feats.shape[1], len(idx))
+        reduced = PCA(n_components=dims, random_state=seed).fit_transform(feats) if feats.shape[1] > dims else feats
+        coords = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(reduced)
         projector = None
     return DigitMap(method, np.asarray(coords, np.float64), feats, idx, np.asarray(labels)[idx], preds, projector)
 

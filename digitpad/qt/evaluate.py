@@ -332,6 +332,7 @@ class EvaluatePage(QWidget):
         self.cell: tuple[int, int] | None = None
 
         top = QHBoxLayout()
+        self.top_bar = top  # the robustness view adds its button here
         self.summary = QLabel("Not evaluated yet.")
         self.summary.setObjectName("evaluation_summary")
         self.summary.setTextFormat(Qt.RichText)

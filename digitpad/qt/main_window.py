@@ -53,6 +53,8 @@ from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, 
 from digitpad.qt.draw import DrawPage
 from digitpad.qt.evaluate import EvaluateController, EvaluatePage
 from digitpad.qt.experiments import ExperimentController
+from digitpad.qt.explore_page import ExploreController, ExplorePage
+from digitpad.qt.robustness import RobustnessController
 from digitpad.qt.panes import DEFAULT_THEME, THEMES, Theme
 from digitpad.qt.retrain import TrainController, TrainPage
 from digitpad.qt.runs_page import RunsPage
@@ -192,7 +194,9 @@ class MainWindow(QMainWindow):
         self.evaluation = EvaluateController(self)
         self.why = WhyController(self)
         self.experiments = ExperimentController(self)
-        self.controllers = (self.retrain, self.evaluation, self.experiments)
+        self.explore = ExploreController(self)
+        self.robustness = RobustnessController(self)
+        self.controllers = (self.retrain, self.evaluation, self.experiments, self.explore, self.robustness)
         self.runs_page.model_requested.connect(self._load_run_model)
         self.runs_page.status.connect(lambda text: self.show_status(text, 6000))
         self.page_changed.connect(lambda page: self.runs_page.refresh() if page is self.runs_page else None)
@@ -229,6 +233,7 @@ class MainWindow(QMainWindow):
         self.evaluate_page = EvaluatePage(th)
         self.runs_page = RunsPage(theme=th)
         self.samples_page = SamplesPage()
+        self.explore_page = ExplorePage(th)
         self._canvas_slots = {self.draw_page: self.draw_page.canvas_slot,
                               self.train_page: self.train_page.canvas_slot}
         # the panes each page shows a reading in: only the page on screen is fed at once,
@@ -253,7 +258,8 @@ class MainWindow(QMainWindow):
                 (self.train_page, "Train", "Train a new network and watch it learn"),
                 (self.evaluate_page, "Evaluate", "How good the model is on the test set"),
                 (self.runs_page, "Runs", "Every training run, side by side"),
-                (self.samples_page, "My digits", "Your own digits: teach the network your handwriting")):
+                (self.samples_page, "My digits", "Your own digits: teach the network your handwriting"),
+                (self.explore_page, "Explore", "The data, the network's map of the digits, a lab")):
             self._add_page(page, title, tip)
         self.mode_bar.page_chosen.connect(lambda i: self.show_page(self.pages[i]))
         central = QWidget()

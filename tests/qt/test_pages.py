@@ -69,7 +69,13 @@ def panes(w, page) -> list:
     if page is w.samples_page:
         s = w.samples_page
         return [s.grid_scroll, s.summary, s.import_button, s.export_button, s.delete_button, s.finetune_button]
+    if page is w.explore_page:
+        x = w.explore_page
+        return [x.averages, x.counts, x.grid, x.random_button, x.map, x.lab_activations, x.lab_summary,
+                x.save_button]
     e = w.evaluate_page
+    if e.views.currentWidget() is w.robustness.view:
+        return [e.summary, *w.robustness.view.plots.values()]
     return [e.summary, e.state] if e.views.currentWidget() is e.state else \
         [e.summary, e.per_class, e.confusion, e.gallery, e.reliability, e.calibration_summary]
 
@@ -97,10 +103,10 @@ def check_page(w, page) -> None:
 def test_pages_have_names_and_ctrl_numbers_switch(open_window, qtbot):
     w = open_window()
     assert [p.objectName() for p in w.pages] == ["page_draw", "page_train", "page_evaluate", "page_runs",
-                                                 "page_samples"]
+                                                 "page_samples", "page_explore"]
     assert w.current_page() is w.draw_page and w.canvas.parent() is not None
     for key, page in (("Ctrl+2", w.train_page), ("Ctrl+3", w.evaluate_page), ("Ctrl+4", w.runs_page),
-                      ("Ctrl+5", w.samples_page), ("Ctrl+1", w.draw_page)):
+                      ("Ctrl+5", w.samples_page), ("Ctrl+6", w.explore_page), ("Ctrl+1", w.draw_page)):
         QTest.keySequence(w, QKeySequence(key))
         assert w.current_page() is page
         assert w.mode_bar.buttons[w.pages.index(page)].isChecked()
@@ -156,6 +162,9 @@ def test_no_pane_is_clipped_or_overlapped(open_window, qtbot, data, size):
     assert (w.width(), w.height()) == size
     for page in w.pages:
         check_page(w, page)
+    w.robustness.show(True)
+    check_page(w, w.evaluate_page)  # the robustness curves in place of the evaluation
+    w.robustness.show(False)
     with qtbot.waitSignal(w.retrain.run_started, timeout=10000):
         w.retrain.start(FOUR_LAYERS, mnist=data)  # five columns of heatmaps
     qtbot.waitUntil(lambda: w.retrain.history.n_steps > 5, timeout=10000)

@@ -136,11 +136,19 @@ ACTIVATION_NAMES = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "sigmoid": "sigm
 
 
 class ActivationsPane(pg.GraphicsLayoutWidget):
-    """Each hidden layer's outputs for this drawing as a grid of units, coloured by value (silent = dark)."""
+    """Each hidden layer's outputs for this drawing as a grid of units, coloured by value (silent = dark).
 
-    def __init__(self, parent=None, theme: Theme = THEMES["dark"]):
+    A click on a unit emits ``unit_clicked(layer, unit)``; units switched off (``set_switched_off``)
+    are crossed out.
+    """
+
+    unit_clicked = Signal(int, int)  # hidden layer, unit
+
+    def __init__(self, parent=None, theme: Theme = THEMES["dark"], legend: bool = True, stacked: bool = False):
         super().__init__(parent)
         self.setObjectName("activations")
+        self._with_legend = legend
+        self._stacked = stacked  # layers one above the other instead of side by side
         self.setAccessibleName("Hidden layer activations")
         self.setMinimumSize(200, 120)
         self.ci.setContentsMargins(4, 2, 4, 2)
@@ -149,10 +157,14 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
         self._activation = "relu"
         self.titles: list = []
         self.images: list = []
+        self.crosses: list = []  # per layer, the marks on switched-off units
+        self.views: list = []
+        self._off: dict = {}
         self.legend = None
         self.silent_fraction: list[float] = []
         self.cmap = pg.colormap.get("inferno")
         self.setBackground(theme.background)
+        self.scene().sigMouseClicked.connect(self._on_click)
 
     def set_layers(self, sizes: tuple, activation: str) -> None:
         """Build one grid per hidden layer; called when the network's shape changes."""
@@ -161,10 +173,11 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
             return
         self.clear()
         self._sizes, self._activation = sizes, activation
-        self.titles, self.images = [], []
+        self.titles, self.images, self.crosses, self.views = [], [], [], []
         for i, n in enumerate(sizes):
-            title = self.addLabel("", row=0, col=i, color=self._theme.foreground, size="9pt")
-            view = self.addViewBox(row=1, col=i, lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
+            row, col = (2 * i, 0) if self._stacked else (0, i)
+            title = self.addLabel("", row=row, col=col, color=self._theme.foreground, size="9pt")
+            view = self.addViewBox(row=row + 1, col=col, lockAspect=True, invertY=True, enableMouse=False, enableMenu=False)
             view.setDefaultPadding(0.02)
             rows, cols = grid_shape(n)
             img = pg.ImageItem(axisOrder="row-major")
@@ -172,11 +185,47 @@ class ActivationsPane(pg.GraphicsLayoutWidget):
             img.setImage(np.full((rows, cols), np.nan, np.float32), autoLevels=False, levels=(0.0, 1.0))
             view.addItem(img)
             view.setRange(QRectF(0, 0, cols, rows), padding=0.02)
+            # one cell wide, whatever the grid's size on screen
+            cross = pg.ScatterPlotItem(symbol="x", size=0.9, pxMode=False, pen=pg.mkPen("#4fc3f7", width=1.2),
+                                       brush=pg.mkBrush("#4fc3f7"))
+            view.addItem(cross)
             self.titles.append(title)
             self.images.append(img)
-        self.legend = self.addLabel("", row=2, col=0, colspan=max(len(sizes), 1), size="8pt")
+            self.crosses.append(cross)
+            self.views.append(view)
+        if self._with_legend:
+            self.legend = self.addLabel("", row=2 * len(sizes) if self._stacked else 2, col=0,
+                                        colspan=1 if self._stacked else max(len(sizes), 1), size="8pt")
         self.silent_fraction = [0.0] * len(sizes)
         self._set_titles(None)
+        self.set_switched_off(self._off)
+
+    def set_switched_off(self, off: dict) -> None:
+        """Cross out the units ``off[layer]`` (unit indices) in each layer's grid."""
+        self._off = {int(k): sorted(int(u) for u in v) for k, v in off.items()}
+        for layer, (cross, n) in enumerate(zip(self.crosses, self._sizes)):
+            units = np.array([u for u in self._off.get(layer, ()) if u < n], dtype=np.intp)
+            _, cols = grid_shape(n)
+            cross.setData(x=units % cols + 0.5, y=units // cols + 0.5)
+
+    def unit_at(self, scene_pos) -> tuple[int, int] | None:
+        """The (layer, unit) under a scene position, or None."""
+        for layer, (view, img, n) in enumerate(zip(self.views, self.images, self._sizes)):
+            if not view.sceneBoundingRect().contains(scene_pos):
+                continue
+            p = img.mapFromScene(scene_pos)
+            rows, cols = grid_shape(n)
+            col, row = math.floor(p.x()), math.floor(p.y())
+            if 0 <= col < cols and 0 <= row < rows and row * cols + col < n:
+                return layer, row * cols + col
+        return None
+
+    def _on_click(self, event) -> None:
+        if event.button() != Qt.LeftButton:
+            return
+        hit = self.unit_at(event.scenePos())
+        if hit is not None:
+            self.unit_clicked.emit(*hit)
 
     def set_reading(self, reading: Reading) -> None:
         fixed = ACTIVATION_LEVELS.get(self._activation)
