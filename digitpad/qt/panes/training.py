@@ -106,8 +106,10 @@ class TrainingHistory:
         self.epochs: list[EpochRecord] = []
         self.latest: StepRecord | None = None
         self.latest_weights = None  # (weights, biases) of the newest snapshot
+        self.latest_weights_step = 0  # the step it was taken after
         self.weights_version = 0
         self.message: str | None = None  # why the run stopped by itself
+        self.events: list[tuple[float, str]] = []  # (time in epochs, what changed) for settings changed mid-run
         self.version = 0  # bumped on any change
         self.steps_version = self.stats_version = self.epochs_version = 0
 
@@ -147,8 +149,11 @@ class TrainingHistory:
         self.n_steps = k + 1
         self.latest = r
         self.steps_version += 1
+        if r.change is not None:
+            self.events.append((t, r.change))
         if r.weights is not None:
             self.latest_weights = r.weights
+            self.latest_weights_step = r.step
             self.weights_version += 1
         if r.layers is not None:
             self._add_stats(t, r.layers)
@@ -423,6 +428,7 @@ class TrainingPanes(QWidget):
         self._epochs = 1
         self._turn = 0  # which group of plots the next refresh feeds
         self._seen = (-1, -1, -1, -1)
+        self.event_lines: list[tuple] = []  # (plot, InfiniteLine): settings changed during the run
         self.apply_theme(theme)
 
     # ---- layout ------------------------------------------------------------------------
@@ -487,6 +493,9 @@ class TrainingPanes(QWidget):
         _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
         _set_range(self.update_ratio_plot, y=(-5.0, -1.0))
         self.grad_hint.setText("")
+        for plot, line in self.event_lines:
+            plot.removeItem(line)
+        self.event_lines = []
         self._prepared = config
         self._seen = (-1, -1, -1, -1)
 
@@ -647,6 +656,8 @@ class TrainingPanes(QWidget):
                     self._refresh_steps(history)
                 if history.epochs_version != seen_epochs:
                     self._refresh_epochs(history)
+                if len(history.events) * 2 != len(self.event_lines):
+                    self._mark_events(history)
                 self._refresh_ranges(history)
                 seen_steps, seen_epochs = history.steps_version, history.epochs_version
             elif part == 1:
@@ -676,6 +687,18 @@ class TrainingPanes(QWidget):
             f"epoch {min(r.epoch + 1, epochs)}/{epochs} · step {r.step:,}/{r.total_steps:,} · "
             f"{r.samples_per_second:,.0f} digits/s · {_fmt_seconds(h.time_left())} left"
         )
+
+    def _mark_events(self, h: TrainingHistory) -> None:
+        """A labelled vertical line on the loss and accuracy plots where a setting was changed."""
+        pen = pg.mkPen((236, 72, 153), width=1, style=Qt.DashLine)
+        for t, text in h.events[len(self.event_lines) // 2:]:
+            for plot, label in ((self.loss_plot, text), (self.accuracy_plot, None)):
+                line = pg.InfiniteLine(pos=t, angle=90, pen=pen, label=label,
+                                       labelOpts={"position": 0.9, "color": (236, 72, 153),
+                                                  "anchors": [(1, 0), (1, 0)]})
+                line.setToolTip(f"epoch {t:.2f}: {text}")
+                plot.addItem(line)
+                self.event_lines.append((plot, line))
 
     def _refresh_epochs(self, h: TrainingHistory) -> None:
         e = h.epochs
