@@ -50,7 +50,7 @@ from digitpad.qt.train_dialog import DataPanel, TrainSettings
 from digitpad.qt.worker import RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
-REFRESH_MS = 50  # panes redraw pace (20 Hz), whatever the step rate
+REFRESH_MS = 80  # panes redraw pace (12.5 Hz, a third of the plots each time), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
 SETTINGS_WIDTH = 370  # pixels: the settings column's default width
@@ -257,6 +257,7 @@ class TrainController(QObject):
         self._reading_version = 0
         self._reading_time = 0.0
         self._drew_last_tick = False
+        self.redraw_pending = False  # the end of a run's last plots are still being fed, a group per turn
         self._config = None
         self._waiting_config = None  # asked to start while MNIST was missing
         self._then_close = False  # "Keep and quit" during a run: keep when it ends, then close
@@ -431,8 +432,7 @@ class TrainController(QObject):
         if self.sender() is not self._worker or self._closing:
             return
         self.refresh()  # every record was queued before this signal: none is lost
-        if self.history is not None:
-            self._redraw_visible(self.history, everything=True)
+        self._redraw_rest()
         self._end_run()
         self.outcome = outcome
         self.window.set_reading_model(outcome.model)
@@ -459,8 +459,7 @@ class TrainController(QObject):
         if self.sender() is not self._worker:
             return
         self.refresh()
-        if self.history is not None:
-            self._redraw_visible(self.history, everything=True)
+        self._redraw_rest()
         self._end_run()
         self._then_close = False
         self.window.set_reading_model(None)
@@ -516,16 +515,26 @@ class TrainController(QObject):
                 self.window.mode_bar.set_progress(r.step / max(r.total_steps, 1),
                                                   f"training: step {r.step:,} of {r.total_steps:,}")
 
-    def _redraw_visible(self, h: TrainingHistory, everything: bool = False) -> None:
-        """Feed the dashboard tab that is shown (none while another page is); the rest catch up when shown."""
+    def _redraw_visible(self, h: TrainingHistory, everything: bool = False) -> bool:
+        """Feed the dashboard tab that is shown (none while another page is; they catch up when shown), or
+        with ``everything`` one more group of plots of both tabs; True while a group is still due."""
         page = self.page
         if not (everything or page.isVisible()):
-            return
+            return False
+        more = False
         if everything or page.dashboard.currentWidget() is self.panes:
-            self.panes.refresh(h, everything=everything)
+            more = self.panes.refresh(h)
         if (everything or page.dashboard.currentWidget() is page.weights) and h.latest_weights is not None \
                 and page.weights.step != h.latest_weights_step:
             page.weights.show_weights(h.latest_weights[0], h.latest_weights_step)
+        return more
+
+    def _redraw_rest(self) -> None:
+        """The end of a run: every plot fed its last data, a group per turn of the event loop (never one long stall)."""
+        h = self.history
+        self.redraw_pending = h is not None and self._redraw_visible(h, everything=True)
+        if self.redraw_pending:
+            QTimer.singleShot(0, lambda: self.history is h and self._redraw_rest())
 
     # ---- settings changed while it trains -----------------------------------------------------
 

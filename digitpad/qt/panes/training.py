@@ -266,6 +266,11 @@ def _set_range(w: pg.PlotWidget, x: tuple | None = None, y: tuple | None = None)
             item.getAxis("left").setTicks(decade_ticks(*y))
 
 
+def _layout_of(config) -> tuple | None:
+    """What of a TrainConfig the panes' layout depends on: the network's shape, activation and epochs."""
+    return None if config is None else (config.model_config(), config.epochs)
+
+
 class ResultPanel(QWidget):
     """End of a run, on the Train page: the new model's test accuracy beside the old one's, and Keep / Revert."""
 
@@ -501,8 +506,8 @@ class TrainingPanes(QWidget):
 
     def configure(self, info) -> None:
         """Ready the panes for the run ``info`` describes (a worker.RunInfo)."""
-        if getattr(self, "_prepared", None) != info.config:
-            self.prepare(info.config)
+        if _layout_of(getattr(self, "_prepared", None)) != _layout_of(info.config):
+            self.prepare(info.config)  # (the run's own statistics pace alone changes nothing on screen)
         self._prepared = None
         self.progress.setRange(0, max(info.total_steps, 1))
         self.progress.setValue(0)
@@ -636,8 +641,9 @@ class TrainingPanes(QWidget):
 
     # ---- every timer tick ------------------------------------------------------------------
 
-    def refresh(self, history: TrainingHistory, everything: bool = False) -> None:
-        """Feed the items whose series changed since they were last fed, one group per call.
+    def refresh(self, history: TrainingHistory, everything: bool = False) -> bool:
+        """Feed the items whose series changed since they were last fed, one group per call;
+        True when another group is still due.
 
         The groups (loss and progress; activations; gradients) take turns, so each timer
         tick repaints a third of the plots and the GUI thread is never busy for long.
@@ -667,9 +673,11 @@ class TrainingPanes(QWidget):
                 self._refresh_gradients(history)
                 seen_grad = history.stats_version
             self._turn = (part + 1) % 3
+            due[part] = False
             if not everything:
                 break
         self._seen = (seen_steps, seen_epochs, seen_act, seen_grad)
+        return any(due)
 
     def _refresh_steps(self, h: TrainingHistory) -> None:
         n = h.n_steps
