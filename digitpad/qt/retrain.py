@@ -4,8 +4,9 @@
 the data is missing, Start / Pause / Stop, the learning rate and momentum to change while it
 trains, and at the end the result with Keep / Revert) on the left, the dashboard in the
 middle (two tabs: ``TrainingPanes``, rebuilt for each run's number of layers, and the
-``WeightsPane``; only the tab shown is redrawn), and on the right the shared drawing canvas with its probability bars, so the user
-watches their own digit's probabilities sharpen while the network learns.
+``WeightsPane``; only the tab shown is redrawn), and on the right the shared drawing canvas
+with its probability bars, so the user watches their own digit's probabilities sharpen
+while the network learns.
 
 ``TrainController(window)`` owns a run: settings -> ``TrainConfig`` -> MNIST located ->
 ``TrainWorker`` in a ``QThread`` -> records drained by a GUI timer into a ``TrainingHistory``

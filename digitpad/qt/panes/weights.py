@@ -1,4 +1,5 @@
-"""The Weights view of a run: each layer's weights now against at initialisation, and what the first layer's units look for.
+"""The Weights view of a run: each layer's weights now against at initialisation, and what
+the first layer's units look for.
 
 ``WeightsPane.configure(info)`` takes a run's shape and its initial weights (a worker.RunInfo);
 ``show_weights(weights, step)`` is fed the newest snapshot the records carry. Per layer a
