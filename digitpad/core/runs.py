@@ -187,6 +187,8 @@ class RunRecorder:
             if record.message is not None:
                 self.event(record.step, record.elapsed, record.message)
                 return
+            if record.change is not None:  # a setting changed during the run: this step is the first to use it
+                self.event(record.step, record.elapsed, record.change)
             self.seconds = record.elapsed
             self._line({"k": "step", "step": record.step, "t": _num(record.elapsed), "loss": _num(record.loss),
                         "acc": _num(record.accuracy), "lr": _num(record.lr)})

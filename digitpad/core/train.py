@@ -6,6 +6,8 @@ rate; every ``stats_every`` steps also per-layer activation and gradient statist
 a fixed probe batch, see ``core.stats``; every ``snapshot_every`` steps a copy of the
 weights), and every epoch an ``EpochRecord`` (train and validation loss and accuracy). Not
 asking for the next record pauses training; ``stop()`` ends it at the next step boundary.
+``set_lr`` / ``set_momentum`` change a setting while it trains (from any thread): the new
+value applies from the next step, and that step's record says what changed (``change``).
 The arrays in a record are copies, so the trainer can keep reusing its buffers. When
 iteration ends, ``trainer.result`` holds the best-validation model.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from contextlib import closing
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -192,6 +195,7 @@ class StepRecord:
     weights: tuple | None = None  # copies of (weights, biases) lists for live reading
     message: str | None = None  # set when the run stopped by itself
     blas_threads: int = 1  # matrix-product threads in use (chosen by timing the steps)
+    change: str | None = None  # a setting changed during the run that this step is the first to use
 
 
 @dataclass(frozen=True)
@@ -349,10 +353,48 @@ class Trainer:
         self.total_steps = size.total_steps
         self.result: TrainResult | None = None
         self._stop = False
+        self._lr_fixed: float | None = None  # set during the run: replaces the schedule from then on
+        self._pending: dict = {}  # settings changed during the run, applied at the next step
+        self._pending_lock = threading.Lock()
 
     def stop(self) -> None:
         """Ask the run to end at the next step boundary (thread-safe: a flag)."""
         self._stop = True
+
+    def set_lr(self, lr: float) -> None:
+        """Train with learning rate ``lr`` from the next step on, in place of the schedule (thread-safe)."""
+        lr = float(lr)
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr: must be a positive number, got {lr}")
+        with self._pending_lock:
+            self._pending["lr"] = lr
+
+    def set_momentum(self, momentum: float) -> None:
+        """SGD's momentum from the next step on (thread-safe); Adam has none to change."""
+        momentum = float(momentum)
+        if self.config.optimizer != "sgd":
+            raise ValueError(f"momentum: only SGD has a momentum to change, this run uses {self.config.optimizer}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum: must be at least 0 and below 1, got {momentum}")
+        with self._pending_lock:
+            self._pending["momentum"] = momentum
+
+    def _apply_pending(self) -> str | None:
+        """Settings changed since the last step take effect now; a line saying what changed, or None."""
+        if not self._pending:
+            return None
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        said = []
+        if "lr" in pending:
+            was = self._lr_fixed if self._lr_fixed is not None else learning_rate(
+                self.config.schedule, self.config.lr, self._steps, self.total_steps)
+            said.append(f"learning rate {was:.3g} → {pending['lr']:.3g}")
+            self._lr_fixed = pending["lr"]
+        if "momentum" in pending:
+            said.append(f"momentum {self._opt.momentum:.3g} → {pending['momentum']:.3g}")
+            self._opt.momentum = pending["momentum"]
+        return ", ".join(said)
 
     @property
     def stopping(self) -> bool:
@@ -447,7 +489,9 @@ class Trainer:
         model = self.model
         n = len(y)
         ws = self._ws.view(n)
-        lr = self._lr = learning_rate(cfg.schedule, cfg.lr, self._steps, self.total_steps)
+        change = self._apply_pending()
+        lr = self._lr = (self._lr_fixed if self._lr_fixed is not None
+                         else learning_rate(cfg.schedule, cfg.lr, self._steps, self.total_steps))
         want_stats = cfg.stats_every and self._steps % cfg.stats_every == 0
         # divergence is read from the values (loss, finite weights), so overflow warnings are noise
         with np.errstate(over="ignore", invalid="ignore"):
@@ -480,7 +524,7 @@ class Trainer:
             step=self._steps, total_steps=self.total_steps, epoch=epoch,
             epoch_progress=(k + 1) / self.steps_per_epoch, loss=loss, accuracy=batch_correct / n, lr=lr,
             samples_per_second=(epoch * len(self.train_labels) + tally.seen) / max(elapsed, 1e-9),
-            elapsed=elapsed, layers=layers, weights=snap, blas_threads=self._threads.current,
+            elapsed=elapsed, layers=layers, weights=snap, blas_threads=self._threads.current, change=change,
         )
 
     def _check_loss(self, loss: float) -> None:

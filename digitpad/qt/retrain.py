@@ -1,10 +1,12 @@
 """The Train page and its controller: settings inline, a live dashboard, your drawing read as it learns.
 
 ``TrainPage`` is a fixed composition: the settings (``TrainSettings``, the MNIST panel when
-the data is missing, Start / Pause / Stop, and at the end the result with Keep / Revert) on
-the left, the dashboard (``TrainingPanes``, rebuilt for each run's number of layers) in the
-middle, and on the right the shared drawing canvas with its probability bars, so the user
-watches their own digit's probabilities sharpen while the network learns.
+the data is missing, Start / Pause / Stop, the learning rate and momentum to change while it
+trains, and at the end the result with Keep / Revert) on the left, the dashboard in the
+middle (two tabs: ``TrainingPanes``, rebuilt for each run's number of layers, and the
+``WeightsPane``; only the tab shown is redrawn), and on the right the shared drawing canvas
+with its probability bars, so the user watches their own digit's probabilities sharpen
+while the network learns.
 
 ``TrainController(window)`` owns a run: settings -> ``TrainConfig`` -> MNIST located ->
 ``TrainWorker`` in a ``QThread`` -> records drained by a GUI timer into a ``TrainingHistory``
@@ -22,14 +24,18 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSettings, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QFormLayout,
     QFrame,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QScrollArea,
     QSizePolicy,
     QSplitter,
     QStyle,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -40,11 +46,12 @@ from digitpad.core.mlp import MLP
 from digitpad.qt.panes import Theme
 from digitpad.qt.panes.inference import ProbabilitiesPane
 from digitpad.qt.panes.training import ResultPanel, TrainingHistory, TrainingPanes
+from digitpad.qt.panes.weights import WeightsPane
 from digitpad.qt.train_dialog import DataPanel, TrainSettings
 from digitpad.qt.worker import RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
-REFRESH_MS = 50  # panes redraw pace (20 Hz), whatever the step rate
+REFRESH_MS = 80  # panes redraw pace (12.5 Hz, a third of the plots each time), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
 SETTINGS_WIDTH = 370  # pixels: the settings column's default width
@@ -78,6 +85,7 @@ class TrainPage(QWidget):
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.pause_button)
         buttons.addWidget(self.stop_button)
+        self.live_box = LiveSettings()
         self.pending_note = QLabel("The network from the last run has not been kept; Start discards it.")
         self.pending_note.setObjectName("train_pending_note")
         self.pending_note.setWordWrap(True)
@@ -94,6 +102,7 @@ class TrainPage(QWidget):
         col.addWidget(self.settings_form)
         col.addWidget(self.data_panel)
         col.addLayout(buttons)
+        col.addWidget(self.live_box)
         col.addWidget(self.pending_note)
         col.addWidget(line)
         col.addWidget(self.result_panel)
@@ -108,6 +117,14 @@ class TrainPage(QWidget):
         self.settings_scroll.setMinimumWidth(column.minimumSizeHint().width() + bar)  # never cut off at the side
 
         self.panes = TrainingPanes(theme=theme)
+        self.weights = WeightsPane(theme=theme)
+        self.dashboard = QTabWidget()
+        self.dashboard.setObjectName("train_dashboard")
+        self.dashboard.setDocumentMode(True)
+        self.dashboard.addTab(self.panes, "Curves and layers")
+        self.dashboard.addTab(self.weights, "Weights")
+        self.dashboard.setTabToolTip(1, "Each layer's weights now against at initialisation, "
+                                        "and what the first layer's units look for")
 
         live = QWidget()
         live.setObjectName("train_live")
@@ -130,7 +147,7 @@ class TrainPage(QWidget):
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.setObjectName("train_splitter")
         self.splitter.addWidget(self.settings_scroll)
-        self.splitter.addWidget(self.panes)
+        self.splitter.addWidget(self.dashboard)
         self.splitter.addWidget(live)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(1, 3)  # a narrower window takes most from the dashboard, some from the
@@ -147,7 +164,73 @@ class TrainPage(QWidget):
 
     def apply_theme(self, theme: Theme) -> None:
         self.panes.apply_theme(theme)
+        self.weights.apply_theme(theme)
         self.probabilities.apply_theme(theme)
+
+
+class LiveSettings(QGroupBox):
+    """The settings a run takes while it trains: learning rate, and momentum for SGD."""
+
+    def __init__(self, parent=None):
+        super().__init__("While it trains", parent)
+        self.setObjectName("train_live_settings")
+        self.lr = QLineEdit()
+        self.lr.setObjectName("train_live_lr")
+        self.lr.setToolTip("A new learning rate from the next step on, in place of the schedule")
+        self.momentum = QLineEdit()
+        self.momentum.setObjectName("train_live_momentum")
+        self.momentum.setToolTip("SGD's momentum from the next step on (Adam has none)")
+        self.apply_button = QPushButton("&Apply")
+        self.apply_button.setObjectName("train_live_apply")
+        self.apply_button.setToolTip("Change the settings of the run now; the change is marked on the plots")
+        self.note = QLabel()
+        self.note.setObjectName("train_live_note")
+        self.note.setWordWrap(True)
+        form = QFormLayout(self)
+        form.setContentsMargins(6, 4, 6, 4)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Momentum", self.momentum)
+        form.addRow(self.apply_button)
+        form.addRow(self.note)
+        self.lr.returnPressed.connect(self.apply_button.click)
+        self.momentum.returnPressed.connect(self.apply_button.click)
+        self.set_run(None)
+
+    def set_run(self, config) -> None:
+        """Enabled for a run of ``config`` (a TrainConfig), disabled with None."""
+        running = config is not None
+        for w in (self.lr, self.apply_button):
+            w.setEnabled(running)
+        sgd = running and config.optimizer == "sgd"
+        self.momentum.setEnabled(sgd)
+        self._applied = {"lr": config.lr, "momentum": config.momentum} if running else {}
+        if running:
+            self.lr.setText(f"{config.lr:g}")
+            self.momentum.setText(f"{config.momentum:g}" if sgd else "")
+            self.momentum.setPlaceholderText("" if sgd else "SGD only")
+            self.note.setText("")
+
+    def changes(self) -> dict:
+        """The values typed that differ from the run's, as ``{"lr": …, "momentum": …}``; ``ValueError``
+        names a field that is not a number."""
+        out = {}
+        for name, field, label in (("lr", self.lr, "learning rate"), ("momentum", self.momentum, "momentum")):
+            text = field.text().strip()
+            if not field.isEnabled() or not text:
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{label}: {text!r} is not a number") from None
+            if value != self._applied.get(name):
+                out[name] = value
+        return out
+
+    def applied(self, changes: dict) -> None:
+        """``changes`` reached the run."""
+        self._applied.update(changes)
+        self.note.setText("Changed from the next step: " + ", ".join(
+            f"{'learning rate' if k == 'lr' else k} {v:g}" for k, v in changes.items()))
 
 
 class TrainController(QObject):
@@ -175,6 +258,7 @@ class TrainController(QObject):
         self._reading_version = 0
         self._reading_time = 0.0
         self._drew_last_tick = False
+        self.redraw_pending = False  # the end of a run's last plots are still being fed, a group per turn
         self._config = None
         self._waiting_config = None  # (config, start's hooks): asked to start while MNIST was missing
         self._then_close = False  # "Keep and quit" during a run: keep when it ends, then close
@@ -203,6 +287,7 @@ class TrainController(QObject):
         p = self.page
         p.start_button.clicked.connect(self.start_from_page)
         p.pause_button.toggled.connect(self.set_paused)
+        p.live_box.apply_button.clicked.connect(self.change_settings)
         p.stop_button.clicked.connect(self.stop)
         p.result_panel.keep_requested.connect(self.keep)
         p.result_panel.revert_requested.connect(self.revert)
@@ -341,6 +426,8 @@ class TrainController(QObject):
             return
         self.history = TrainingHistory(info)
         self.panes.configure(info)
+        self.page.weights.configure(info)
+        self.page.live_box.set_run(info.config)
         self.timer.start()
         self._status(f"Training {'-'.join(map(str, info.layer_sizes))} {info.config.activation}: "
                      f"{info.total_steps:,} steps")
@@ -351,8 +438,7 @@ class TrainController(QObject):
         if self.sender() is not self._worker or self._closing:
             return
         self.refresh()  # every record was queued before this signal: none is lost
-        if self.history is not None:
-            self.panes.refresh(self.history, everything=True)
+        self._redraw_rest()
         self._end_run()
         self.outcome = outcome
         self.window.set_reading_model(outcome.model)
@@ -379,8 +465,7 @@ class TrainController(QObject):
         if self.sender() is not self._worker:
             return
         self.refresh()
-        if self.history is not None:
-            self.panes.refresh(self.history, everything=True)
+        self._redraw_rest()
         self._end_run()
         self._then_close = False
         self.window.set_reading_model(None)
@@ -394,6 +479,7 @@ class TrainController(QObject):
 
     def _end_run(self) -> None:
         self.timer.stop()
+        self.page.live_box.set_run(None)
         self._set_running(False)
         self.panes.status.setText("")
         self._join_thread()
@@ -428,12 +514,54 @@ class TrainController(QObject):
             self._reading_time = now
             self._drew_last_tick = False
         else:
-            self.panes.refresh(h)
+            self._redraw_visible(h)
             self._drew_last_tick = True
             if h.latest is not None:
                 r = h.latest
                 self.window.mode_bar.set_progress(r.step / max(r.total_steps, 1),
                                                   f"training: step {r.step:,} of {r.total_steps:,}")
+
+    def _redraw_visible(self, h: TrainingHistory, everything: bool = False) -> bool:
+        """Feed the dashboard tab that is shown (none while another page is; they catch up when shown), or
+        with ``everything`` one more group of plots of both tabs; True while a group is still due."""
+        page = self.page
+        if not (everything or page.isVisible()):
+            return False
+        more = False
+        if everything or page.dashboard.currentWidget() is self.panes:
+            more = self.panes.refresh(h)
+        if (everything or page.dashboard.currentWidget() is page.weights) and h.latest_weights is not None \
+                and page.weights.step != h.latest_weights_step:
+            page.weights.show_weights(h.latest_weights[0], h.latest_weights_step)
+        return more
+
+    def _redraw_rest(self) -> None:
+        """The end of a run: every plot fed its last data, a group per turn of the event loop (never one long stall)."""
+        h = self.history
+        self.redraw_pending = h is not None and self._redraw_visible(h, everything=True)
+        if self.redraw_pending:
+            QTimer.singleShot(0, lambda: self.history is h and self._redraw_rest())
+
+    # ---- settings changed while it trains -----------------------------------------------------
+
+    @Slot()
+    def change_settings(self) -> bool:
+        """Hand the learning rate (and SGD's momentum) typed on the page to the run; False with a note if not."""
+        box = self.page.live_box
+        if self._worker is None:
+            return False
+        try:
+            changes = box.changes()
+            if changes:
+                self._worker.change_settings(**changes)
+        except ValueError as e:
+            box.note.setText(str(e))
+            self._status(f"Not changed: {e}", 5000)
+            return False
+        if changes:
+            box.applied(changes)
+            self._status(box.note.text(), 5000)
+        return True
 
     # ---- pause, resume, stop ----------------------------------------------------------------
 

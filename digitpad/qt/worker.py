@@ -46,6 +46,7 @@ class RunInfo:
     n_train: int
     n_val: int
     layer_sizes: tuple
+    initial_weights: tuple = ()  # copies of each layer's weights (n_in, n_out) before the first step
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,16 @@ class TrainWorker(QObject):
                 self._trainer.stop()
             self._wake.notify_all()
 
+    def change_settings(self, lr: float | None = None, momentum: float | None = None) -> None:
+        """Change the learning rate or SGD's momentum from the next step on; ``ValueError`` names a bad value."""
+        trainer = self._trainer
+        if trainer is None:
+            raise ValueError("the run has not started training yet")
+        if lr is not None:
+            trainer.set_lr(lr)
+        if momentum is not None:
+            trainer.set_momentum(momentum)
+
     def abandon(self) -> None:
         """Stop as fast as possible and skip the test-set evaluation (the window is closing)."""
         self._abandon = True
@@ -168,6 +179,7 @@ class TrainWorker(QObject):
             config=self.config, total_steps=trainer.total_steps, steps_per_epoch=trainer.steps_per_epoch,
             n_train=len(trainer.train_labels), n_val=len(trainer.val_labels),
             layer_sizes=tuple(trainer.model.config.layer_sizes),
+            initial_weights=tuple(w.copy() for w in trainer.model.weights),
         ))
         recorder, problem = open_recorder(self.config, self._source)
         if problem:

@@ -207,3 +207,17 @@ def test_smoothing_is_a_debiased_moving_average():
     s = smooth(x, 0.5)
     assert s[0] == 1.0 and s[2] == pytest.approx(1.0)  # debiased: a constant stays itself
     assert 1.0 < s[3] < 5.0 and np.isnan(s[4]) and s[3] < s[5] < 5.0
+
+
+def test_a_setting_changed_during_the_run_is_an_event_line(tmp_path):
+    trainer = Trainer(CONFIG, tiny_mnist())
+    with RunRecorder(CONFIG, source="test", root=tmp_path) as rec:
+        for r in trainer:
+            if isinstance(r, StepRecord) and r.step == 5:
+                trainer.set_lr(2e-4)
+            rec.add(r)
+        rec.finish(trainer.result)
+    run = list_runs(tmp_path)[0][0]
+    curves = load_curves(run)
+    assert [(step, text) for step, _, text in curves.events] == [(6, "learning rate 0.001 → 0.0002")]
+    assert 6 in curves.steps["step"]  # the step itself is still a curve point

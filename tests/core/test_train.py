@@ -337,3 +337,30 @@ def test_parse_hidden_reads_the_usual_ways_of_writing_sizes(text, sizes):
 def test_parse_hidden_refuses_what_is_not_sizes(text):
     with pytest.raises(ValueError, match="256, 128"):
         parse_hidden(text)
+
+
+def test_a_learning_rate_set_during_the_run_applies_from_the_next_step_and_is_recorded():
+    t = Trainer(replace(SMALL, schedule="onecycle"), tiny_mnist())
+    it = iter(t)
+    first = [next(it) for _ in range(3)]
+    assert all(r.change is None for r in first)
+    t.set_lr(0.0123)
+    after = [r for r in (next(it) for _ in range(8)) if isinstance(r, StepRecord)]
+    assert after[0].step == 4 and after[0].lr == pytest.approx(0.0123)
+    assert "learning rate" in after[0].change and "0.0123" in after[0].change
+    assert all(r.lr == pytest.approx(0.0123) for r in after)  # it replaces the schedule from then on
+    assert all(r.change is None for r in after[1:])
+    with pytest.raises(ValueError, match="lr"):
+        t.set_lr(-1.0)
+
+
+def test_sgd_momentum_set_during_the_run_reaches_the_optimiser():
+    t = Trainer(replace(SMALL, optimizer="sgd", momentum=0.9), tiny_mnist())
+    it = iter(t)
+    next(it)
+    t.set_momentum(0.5)
+    r = next(it)
+    assert t._opt.momentum == 0.5 and "momentum 0.9 → 0.5" in r.change
+    adam = Trainer(SMALL, tiny_mnist())
+    with pytest.raises(ValueError, match="momentum: only SGD"):
+        adam.set_momentum(0.5)

@@ -80,6 +80,7 @@ def run_to_end(qtbot, controller, config, data, timeout=20000):
             assert controller.start(config, mnist=data)
     finally:
         controller.run_finished.disconnect(outcomes.append)
+    qtbot.waitUntil(lambda: not controller.redraw_pending, timeout=timeout)  # the last plots, a group per turn
     return outcomes[-1]
 
 

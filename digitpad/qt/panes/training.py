@@ -106,8 +106,10 @@ class TrainingHistory:
         self.epochs: list[EpochRecord] = []
         self.latest: StepRecord | None = None
         self.latest_weights = None  # (weights, biases) of the newest snapshot
+        self.latest_weights_step = 0  # the step it was taken after
         self.weights_version = 0
         self.message: str | None = None  # why the run stopped by itself
+        self.events: list[tuple[float, str]] = []  # (time in epochs, what changed) for settings changed mid-run
         self.version = 0  # bumped on any change
         self.steps_version = self.stats_version = self.epochs_version = 0
 
@@ -147,8 +149,11 @@ class TrainingHistory:
         self.n_steps = k + 1
         self.latest = r
         self.steps_version += 1
+        if r.change is not None:
+            self.events.append((t, r.change))
         if r.weights is not None:
             self.latest_weights = r.weights
+            self.latest_weights_step = r.step
             self.weights_version += 1
         if r.layers is not None:
             self._add_stats(t, r.layers)
@@ -259,6 +264,11 @@ def _set_range(w: pg.PlotWidget, x: tuple | None = None, y: tuple | None = None)
         w.ranges["y"] = y
         if item.ctrl.logYCheck.isChecked():
             item.getAxis("left").setTicks(decade_ticks(*y))
+
+
+def _layout_of(config) -> tuple | None:
+    """What of a TrainConfig the panes' layout depends on: the network's shape, activation and epochs."""
+    return None if config is None else (config.model_config(), config.epochs)
 
 
 class ResultPanel(QWidget):
@@ -423,6 +433,7 @@ class TrainingPanes(QWidget):
         self._epochs = 1
         self._turn = 0  # which group of plots the next refresh feeds
         self._seen = (-1, -1, -1, -1)
+        self.event_lines: list[tuple] = []  # (plot, InfiniteLine): settings changed during the run
         self.apply_theme(theme)
 
     # ---- layout ------------------------------------------------------------------------
@@ -487,13 +498,16 @@ class TrainingPanes(QWidget):
         _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
         _set_range(self.update_ratio_plot, y=(-5.0, -1.0))
         self.grad_hint.setText("")
+        for plot, line in self.event_lines:
+            plot.removeItem(line)
+        self.event_lines = []
         self._prepared = config
         self._seen = (-1, -1, -1, -1)
 
     def configure(self, info) -> None:
         """Ready the panes for the run ``info`` describes (a worker.RunInfo)."""
-        if getattr(self, "_prepared", None) != info.config:
-            self.prepare(info.config)
+        if _layout_of(getattr(self, "_prepared", None)) != _layout_of(info.config):
+            self.prepare(info.config)  # (the run's own statistics pace alone changes nothing on screen)
         self._prepared = None
         self.progress.setRange(0, max(info.total_steps, 1))
         self.progress.setValue(0)
@@ -627,8 +641,9 @@ class TrainingPanes(QWidget):
 
     # ---- every timer tick ------------------------------------------------------------------
 
-    def refresh(self, history: TrainingHistory, everything: bool = False) -> None:
-        """Feed the items whose series changed since they were last fed, one group per call.
+    def refresh(self, history: TrainingHistory, everything: bool = False) -> bool:
+        """Feed the items whose series changed since they were last fed, one group per call;
+        True when another group is still due.
 
         The groups (loss and progress; activations; gradients) take turns, so each timer
         tick repaints a third of the plots and the GUI thread is never busy for long.
@@ -647,6 +662,8 @@ class TrainingPanes(QWidget):
                     self._refresh_steps(history)
                 if history.epochs_version != seen_epochs:
                     self._refresh_epochs(history)
+                if len(history.events) * 2 != len(self.event_lines):
+                    self._mark_events(history)
                 self._refresh_ranges(history)
                 seen_steps, seen_epochs = history.steps_version, history.epochs_version
             elif part == 1:
@@ -656,9 +673,11 @@ class TrainingPanes(QWidget):
                 self._refresh_gradients(history)
                 seen_grad = history.stats_version
             self._turn = (part + 1) % 3
+            due[part] = False
             if not everything:
                 break
         self._seen = (seen_steps, seen_epochs, seen_act, seen_grad)
+        return any(due)
 
     def _refresh_steps(self, h: TrainingHistory) -> None:
         n = h.n_steps
@@ -676,6 +695,18 @@ class TrainingPanes(QWidget):
             f"epoch {min(r.epoch + 1, epochs)}/{epochs} · step {r.step:,}/{r.total_steps:,} · "
             f"{r.samples_per_second:,.0f} digits/s · {_fmt_seconds(h.time_left())} left"
         )
+
+    def _mark_events(self, h: TrainingHistory) -> None:
+        """A labelled vertical line on the loss and accuracy plots where a setting was changed."""
+        pen = pg.mkPen((236, 72, 153), width=1, style=Qt.DashLine)
+        for t, text in h.events[len(self.event_lines) // 2:]:
+            for plot, label in ((self.loss_plot, text), (self.accuracy_plot, None)):
+                line = pg.InfiniteLine(pos=t, angle=90, pen=pen, label=label,
+                                       labelOpts={"position": 0.9, "color": (236, 72, 153),
+                                                  "anchors": [(1, 0), (1, 0)]})
+                line.setToolTip(f"epoch {t:.2f}: {text}")
+                plot.addItem(line)
+                self.event_lines.append((plot, line))
 
     def _refresh_epochs(self, h: TrainingHistory) -> None:
         e = h.epochs
