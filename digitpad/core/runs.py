@@ -125,6 +125,12 @@ def _new_id(root: Path, config) -> str:
     return candidate
 
 
+def default_name(config) -> str:
+    """A run's name until the user gives it one: what sets it apart, e.g. ``relu 512-128 · adam 0.005``."""
+    hidden = "-".join(str(h) for h in config.hidden) or "no hidden layer"
+    return f"{config.activation} {hidden} · {config.optimizer} {config.lr:g}"
+
+
 class RunRecorder:
     """Writes one run to disk as its records arrive.
 
@@ -154,7 +160,7 @@ class RunRecorder:
         self.info = {
             "format": RUN_FORMAT,
             "id": self.id,
-            "name": _clean_name(name) or self.id,
+            "name": _clean_name(name) or default_name(config),
             "source": source,
             "started": _now(),
             "ended": None,

@@ -221,3 +221,9 @@ def test_a_setting_changed_during_the_run_is_an_event_line(tmp_path):
     curves = load_curves(run)
     assert [(step, text) for step, _, text in curves.events] == [(6, "learning rate 0.001 → 0.0002")]
     assert 6 in curves.steps["step"]  # the step itself is still a curve point
+
+
+def test_a_run_without_a_name_is_named_by_what_sets_it_apart(tmp_path):
+    rec = RunRecorder(CONFIG, root=tmp_path)
+    rec.close()
+    assert find_run(rec.id, tmp_path).name == "relu 16-8 · adam 0.001"
