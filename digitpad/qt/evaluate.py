@@ -6,6 +6,10 @@ set is read) and ``EvaluateController`` (Model ▸ Evaluate, the jobs, a fitted 
 kept only when it makes calibration better or the user asks for it). The numbers come from
 ``digitpad.core.evaluate``; the evaluation and the temperature fit run as ``worker.Job`` objects.
 Why one reading gets its answer is ``digitpad.qt.why``.
+
+Its length is the page's five views (summary, per-class bars, confusion matrix, mistakes,
+calibration) and the controller that feeds them from one background job; they share the
+outcome of one evaluation, so they are kept together.
 """
 
 from __future__ import annotations

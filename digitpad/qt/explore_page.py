@@ -6,6 +6,9 @@ everything that reads MNIST or the test set runs as a ``worker.Job``. The lab re
 drawing with an edited copy of the current model (``window.set_reading_model``); units
 are chosen by clicking the grids of "inside the network" (here and on the Draw page) or
 by the buttons, and switched-off units are crossed out in those grids.
+
+Its length is the page's three views (the data, the map, the lab) and the one controller
+that feeds them from background jobs and keeps them in step with the window's model.
 """
 
 from __future__ import annotations

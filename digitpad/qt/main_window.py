@@ -1,17 +1,22 @@
-"""The main window: a mode bar and pages (Draw, Train, Evaluate), menus, model handling, remembered settings.
+"""The main window: a mode bar and its pages, menus, model handling, remembered settings.
 
 The window wires the canvas to the network: a stroke update schedules a read on a
 single-shot timer at the display rate (so reads coalesce while the pen moves), the end
 of a stroke reads at once. A read is bitmap -> ``preprocess`` -> ``MLP.trace`` -> a
 ``Reading``, which the label and panes show and ``reading_changed`` carries.
 
-Each page is a fixed composition of layouts and splitters (``draw.DrawPage``,
-``retrain.TrainPage``, ``evaluate.EvaluatePage``); the mode bar on the left and Ctrl+1…3
-switch between them. The one canvas sits on whichever of Draw and Train is shown, so both
-show the same drawing, its undo history and its reading. The controllers (training,
-evaluation, why this answer) are created here and given the window. Splitter sizes, the
+Each page is a fixed composition of layouts and splitters (Draw, Train, Evaluate, Runs,
+My digits, Explore: one module each), registered in one table in ``_build_pages``; the
+mode bar on the left and Ctrl+<number> switch between them. The one canvas sits on
+whichever of Draw and Train is shown, so both show the same drawing, its undo history and
+its reading. The controllers (training, evaluation, why this answer, experiments,
+explore, robustness, samples) are created here and given the window. Splitter sizes, the
 page and the panes shown are saved under a layout version; a state from another version,
 or one that does not restore, gives the default layout.
+
+It is the longest module because it is where the pages, the menus and toolbar, the
+current model and the remembered settings meet; every page and controller has a module of
+its own, and what is left here is their wiring.
 """
 
 from __future__ import annotations

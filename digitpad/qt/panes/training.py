@@ -8,6 +8,10 @@ rate, whatever the step rate, and touches only what changed since the last call.
 
 Time runs left to right in epochs everywhere, so a spike in the loss lines up with what
 the layers were doing at that moment.
+
+Its length is one plot group per thing a run shows (loss, accuracy, dead units, gradient
+norms, update ratios, two heatmaps per layer) sharing one history and one redraw pace;
+splitting them would split that pace.
 """
 
 from __future__ import annotations
