@@ -163,6 +163,7 @@ class RunRecorder:
             "name": _clean_name(name) or default_name(config),
             "source": source,
             "started": _now(),
+            "started_at": time.time(),  # for ordering runs that start within the same second
             "ended": None,
             "status": "running",
             "config": config.to_dict(),
@@ -365,6 +366,10 @@ class Run:
         return out
 
 
+def _number(value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 def _clean_name(name) -> str:
     if name is None:
         return ""
@@ -404,7 +409,7 @@ def list_runs(root=None) -> tuple[list[Run], list[str]]:
             runs.append(Run(folder, _read_info(folder)))
         except RunFileError as e:
             problems.append(str(e))
-    runs.sort(key=lambda r: (str(r.info.get("started") or ""), r.id))
+    runs.sort(key=lambda r: (str(r.info.get("started") or "")[:19], _number(r.info.get("started_at")), r.id))
     return runs, problems
 
 

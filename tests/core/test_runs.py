@@ -227,3 +227,11 @@ def test_a_run_without_a_name_is_named_by_what_sets_it_apart(tmp_path):
     rec = RunRecorder(CONFIG, root=tmp_path)
     rec.close()
     assert find_run(rec.id, tmp_path).name == "relu 16-8 · adam 0.001"
+
+
+def test_runs_started_within_one_second_are_listed_in_the_order_they_started(tmp_path):
+    names = ["zeta", "alpha", "mid"]
+    for name in names:
+        RunRecorder(TrainConfig(hidden=(4,), activation=("sigmoid" if name == "zeta" else "relu")), root=tmp_path,
+                    name=name).close()
+    assert [r.name for r in list_runs(tmp_path)[0]] == names
