@@ -133,8 +133,8 @@ class DrawPage(QWidget):
         sl = QVBoxLayout(softmax_box)
         sl.setContentsMargins(0, 0, 0, 0)
         sl.setSpacing(2)
+        sl.addWidget(self.temperature)  # above the scores: a squeezed pane only loses room at its bottom
         sl.addWidget(self.logits, 1)
-        sl.addWidget(self.temperature)
         inside = QSplitter(Qt.Vertical)
         inside.setObjectName("inside_splitter")
         inside.addWidget(softmax_box)
