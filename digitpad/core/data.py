@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 import numpy as np
-import platformdirs
 
-from digitpad.core.files import display, open_regular
+from digitpad.core.files import app_data_dir, display, open_regular
 
 __all__ = [
     "FILES",
@@ -242,9 +241,9 @@ def user_data_dir() -> Path:
     Returns
     -------
     pathlib.Path
-        ``platformdirs.user_data_path("digitpad") / "mnist"``.
+        ``files.app_data_dir() / "mnist"``.
     """
-    return platformdirs.user_data_path("digitpad", appauthor=False) / "mnist"
+    return app_data_dir() / "mnist"
 
 
 def _file_in(folder: Path, name: str) -> Path | None:

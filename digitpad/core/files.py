@@ -41,6 +41,16 @@ class NotRegularFileError(OSError):
     """A path that exists but is not a regular file (a folder, a FIFO, a device, a socket)."""
 
 
+def app_data_dir() -> Path:
+    """digitpad's folder in the user's data folder (``~/.local/share/digitpad`` on Linux); it may not exist yet.
+
+    MNIST, models, runs and the user's own digits each have a folder in it.
+    """
+    import platformdirs
+
+    return platformdirs.user_data_path("digitpad", appauthor=False)
+
+
 def display(path) -> str:
     """The path as text for a message, also when its name is not valid UTF-8 (shown as ``\\xff``)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")

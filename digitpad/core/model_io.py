@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from digitpad import __version__
-from digitpad.core.files import atomic_path, display, open_regular
+from digitpad.core.files import app_data_dir, atomic_path, display, open_regular
 from digitpad.core.mlp import MAX_PARAMS, MLP, N_CLASSES, N_PIXELS, MLPConfig
 
 FORMAT_VERSION = 1
@@ -392,8 +392,6 @@ def free_path(folder, stem: str) -> Path:
 
 def user_models_dir() -> Path:
     """Where models trained in the app are kept (the user's data folder), created on demand."""
-    import platformdirs
-
-    path = Path(platformdirs.user_data_dir("digitpad", appauthor=False)) / "models"
+    path = app_data_dir() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digitpad.core.files import atomic_path
+from digitpad.core.files import app_data_dir, atomic_path
 
 RUN_FORMAT = 1
 RUN_FILE = "run.json"
@@ -50,9 +50,7 @@ class RunFileError(ValueError):
 
 def runs_dir() -> Path:
     """Where runs are kept: ``runs`` in the user's data folder (it may not exist yet)."""
-    import platformdirs
-
-    return platformdirs.user_data_path("digitpad", appauthor=False) / "runs"
+    return app_data_dir() / "runs"
 
 
 def _now() -> str:

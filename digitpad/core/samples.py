@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import platformdirs
-
-from digitpad.core.files import atomic_path
+from digitpad.core.files import app_data_dir, atomic_path
 
 __all__ = ["DIGITS", "SampleError", "Sample", "ImportReport", "samples_dir", "scan_folder", "SampleStore"]
 
@@ -40,7 +38,7 @@ class SampleError(ValueError):
 
 def samples_dir() -> Path:
     """Where the user's digits are kept (it may not exist yet)."""
-    return platformdirs.user_data_path("digitpad", appauthor=False) / "samples"
+    return app_data_dir() / "samples"
 
 
 @dataclass(frozen=True)

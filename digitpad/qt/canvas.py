@@ -329,7 +329,7 @@ class Canvas(QWidget):
     def _point(cls, x: float, y: float, pressure: float) -> tuple[float, float, float]:
         """A point as the finished stroke will store it (float32), so painting it now and
         redrawing it later (undo, resize) put the same pixels down."""
-        return tuple(float(v) for v in np.array((x, y, cls._width_factor(pressure)), dtype=np.float32))
+        return float(np.float32(x)), float(np.float32(y)), float(np.float32(cls._width_factor(pressure)))
 
     @staticmethod
     def _width_factor(pressure: float) -> float:

@@ -78,10 +78,6 @@ def digit_pixmap(image28: np.ndarray, side: int) -> QPixmap:
     return QPixmap.fromImage(img.scaled(side, side, Qt.IgnoreAspectRatio, Qt.FastTransformation))
 
 
-def _pct(x: float) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:.2%}"
-
-
 @dataclass(frozen=True)
 class EvalOutcome:
     """A finished test-set evaluation: which model, at which temperature, and what it measured."""

@@ -111,7 +111,6 @@ class ExperimentController(QObject):
         if self.job is not None:
             self.job.cancel()
             self.window.show_status("Experiment cancelled; the arms that finished are in the run history", 6000)
-            self.window.runs_page.refresh()
 
     def _done(self, name: str, result) -> None:
         results, finding = result
@@ -128,6 +127,8 @@ class ExperimentController(QObject):
         self.experiment_failed.emit(message)
 
     def _close_dialog(self) -> None:
+        if self.job is not None and self.job.cancelled:  # the stopped arm is recorded by now
+            self.window.runs_page.refresh()
         if self.dialog is not None:
             self.dialog.canceled.disconnect(self.cancel)
             self.dialog.close()

@@ -304,10 +304,6 @@ class TrainController(QObject):
     def is_running(self) -> bool:
         return self._running
 
-    @property
-    def is_paused(self) -> bool:
-        return self._worker is not None and self._worker.paused
-
     def needs_decision(self) -> bool:
         """A run is going, or a finished one is neither kept nor reverted: quitting must ask."""
         return self._running or self.outcome is not None

@@ -326,11 +326,6 @@ def release_thread(thread: QThread, worker: QObject) -> None:
     _keeper.hold(thread, worker)
 
 
-def released_threads() -> list:
-    """The released threads that have not ended yet."""
-    return [t for t in (_keeper.held if _keeper is not None else ()) if not t.isFinished()]
-
-
 def _wait_for_released() -> None:
     """At exit: a thread still in its last step is waited for, never destroyed while it runs."""
     if _keeper is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QApplication, QLineEdit, QPushButton
+from PySide6.QtWidgets import QLineEdit, QPushButton
 
 from digitpad.core import data as data_mod
 from digitpad.core.train import PRESETS, TrainConfig
@@ -127,10 +127,10 @@ def test_editing_a_field_moves_no_row(qtbot, dialog):
     rows = lambda: [w.mapTo(dialog, w.rect().topLeft()).y() for w in dialog.fields.values()]  # noqa: E731
     before = rows()
     dialog.seed.setValue(3)  # Quick -> Custom: a one-line note instead of two
-    QApplication.processEvents()
+    dialog.layout().activate()  # lay out now: rows that were going to move have moved
     assert rows() == before
     dialog.lr.setText("fast")  # an error line
-    QApplication.processEvents()
+    dialog.layout().activate()
     assert dialog.error.text() and rows() == before
 
 
