@@ -17,14 +17,20 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 class Adam:
-    """Adam (Kingma & Ba) with the bias correction folded into the step size."""
+    """Adam (Kingma & Ba) in ten in-place passes per parameter, with the bias correction folded into the step size.
+
+    The moments are kept rescaled, ``M = m / (1 - beta1)`` and ``V = v / (1 - beta2)``, so
+    their updates need no multiplication of the gradient (``M = b1 M + g``, ``V = b2 V + g^2``)
+    and the constants go into the step size and eps instead. Same update as the textbook
+    form up to float32 rounding.
+    """
 
     def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decay=None):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay = weight_decay
         self.decay = decay if decay is not None else [p.ndim > 1 for p in params]
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
+        self.m = [np.zeros_like(p) for p in params]  # first moment / (1 - beta1)
+        self.v = [np.zeros_like(p) for p in params]  # second moment / (1 - beta2)
         self.tmp = [np.empty_like(p) for p in params]
         self.last_update = self.tmp  # after update(): the step subtracted from each parameter
         self.t = 0
@@ -32,23 +38,22 @@ class Adam:
     def update(self, params, grads, lr: float) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        # lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t); eps scaled to match the textbook form
+        # textbook: p -= lr_t m / (sqrt(v) + eps_t), lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), eps_t = eps sqrt(1 - b2^t);
+        # with m = (1 - b1) M and sqrt(v) = sqrt(1 - b2) sqrt(V) that is p -= step M / (sqrt(V) + eps_v)
         corr = math.sqrt(1.0 - b2**self.t)
-        step = np.float32(lr * corr / (1.0 - b1**self.t))
-        eps = np.float32(self.eps * corr)
+        unscale = math.sqrt(1.0 - b2)
+        step = np.float32(lr * corr / (1.0 - b1**self.t) * (1.0 - b1) / unscale)
+        eps = np.float32(self.eps * corr / unscale)
         for p, g, m, v, tmp, dec in zip(params, grads, self.m, self.v, self.tmp, self.decay):
             if dec and self.weight_decay:
-                g += np.float32(self.weight_decay) * p
-            # m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2
-            m *= np.float32(b1)
-            np.multiply(g, np.float32(1 - b1), out=tmp)
-            m += tmp
+                np.multiply(p, np.float32(self.weight_decay), out=tmp)
+                g += tmp
+            m *= np.float32(b1)  # M = b1 M + g
+            m += g
+            np.multiply(g, g, out=tmp)  # V = b2 V + g^2
             v *= np.float32(b2)
-            np.multiply(g, g, out=tmp)
-            tmp *= np.float32(1 - b2)
             v += tmp
-            # p -= step * m / (sqrt(v) + eps)
-            np.sqrt(v, out=tmp)
+            np.sqrt(v, out=tmp)  # p -= step M / (sqrt(V) + eps)
             tmp += eps
             np.divide(m, tmp, out=tmp)
             tmp *= step
@@ -73,14 +78,19 @@ class SGD:
         lr = np.float32(lr)
         for p, g, vel, tmp, dec in zip(params, grads, self.velocity, self.tmp, self.decay):
             if dec and self.weight_decay:
-                g += np.float32(self.weight_decay) * p
+                np.multiply(p, np.float32(self.weight_decay), out=tmp)
+                g += tmp
             # v = mu v - lr g ; p += v   (Nesterov: p += mu v - lr g)
             vel *= mu
             np.multiply(g, lr, out=tmp)
             vel -= tmp
             if self.nesterov:
-                np.multiply(vel, mu, out=tmp)
-                np.subtract(tmp, np.multiply(g, lr), out=tmp)
+                if mu:  # mu v - lr g = mu (v - lr g / mu), in place in tmp (which holds lr g)
+                    tmp /= mu
+                    np.subtract(vel, tmp, out=tmp)
+                    tmp *= mu
+                else:
+                    np.negative(tmp, out=tmp)
                 p += tmp
             else:
                 p += vel
