@@ -136,9 +136,21 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return z.astype(np.result_type(logits, np.float32), copy=False)
 
 
+def row_max(z: np.ndarray) -> np.ndarray:
+    """Each row's largest score of the (N, C) array ``z``, as (N, 1); NaN where a row has one.
+
+    ``argmax`` and one gather: a few times faster than ``z.max(axis=1)``, which NumPy
+    reduces slowly over rows as short as the ten class scores (the training hot path).
+    """
+    z = z.reshape(-1, z.shape[-1])  # (N, C), a view of contiguous scores
+    idx = z.argmax(axis=1)  # (N,); argmax stops at a NaN, as max propagates it
+    idx += np.arange(0, z.size, z.shape[1])
+    return z.reshape(-1).take(idx)[:, None]
+
+
 def softmax_inplace(z: np.ndarray) -> np.ndarray:
     """Overwrite the (N, C) scores ``z`` with their softmax (the training hot path)."""
-    z -= z.max(axis=1, keepdims=True)
+    z -= row_max(z)
     np.exp(z, out=z)
     z /= z.sum(axis=1, keepdims=True)
     return z
@@ -173,12 +185,13 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: float = 1
         return float("nan")
     labels = np.asarray(labels, dtype=np.intp)
     with np.errstate(over="ignore"):  # a score below the range of the dtype is -inf: probability 0
-        shifted = z - z.max(axis=-1, keepdims=True)  # (N, C), <= 0
+        shifted = z - row_max(z)  # (N, C), <= 0
         if temperature != 1.0:
             shifted /= temperature
     lse = np.log(np.exp(shifted).sum(axis=-1))  # (N,), >= 0: the max contributes exp(0)
-    losses = lse - shifted[np.arange(len(labels)), labels]  # (N,)
-    return float(losses.sum() if reduction == "sum" else losses.mean())
+    lse -= shifted[np.arange(len(labels)), labels]  # (N,): the losses
+    total = float(lse.sum())
+    return total if reduction == "sum" else total / len(labels)
 
 
 def cross_entropy_grad(logits: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -264,7 +264,7 @@ class MLP:
         for i in range(self.n_layers - 1, -1, -1):
             a_prev = x if i == 0 else ws.outs[i - 1]  # (B, n_{i-1})
             np.matmul(a_prev.T, delta, out=ws.grad_w[i])  # (n_{i-1}, n_i)
-            np.sum(delta, axis=0, out=ws.grad_b[i])
+            np.matmul(ws.ones, delta, out=ws.grad_b[i])  # (n_i,): the column sums, as one product
             if i == 0:
                 break  # the input needs no gradient
             prev = ws.deltas[i - 1]  # (B, n_{i-1})
@@ -306,6 +306,7 @@ class Workspace:
     deltas: list = field(default_factory=list)  # dL/d(hidden pre-activation), (B, n_i)
     keep: list = field(default_factory=list)  # bool masks for dropout / ReLU, (B, n_i)
     rand: list = field(default_factory=list)  # uniform draws for dropout, (B, n_i)
+    ones: np.ndarray = None  # (B,) ones: bias gradients as ones @ delta
     grad_w: list = field(default_factory=list)  # views into grad_flat_w, shaped like the weights
     grad_b: list = field(default_factory=list)
     grad_flat_w: np.ndarray = None
@@ -319,6 +320,7 @@ class Workspace:
         ws.deltas = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]]
         ws.keep = [np.empty((batch_size, n), bool) for n in sizes[1:-1]]
         ws.rand = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]] if dropout else []
+        ws.ones = np.ones(batch_size, np.float32)
         ws.grad_flat_w, ws.grad_w = _pack(model.weights)
         ws.grad_flat_b, ws.grad_b = _pack(model.biases)
         return ws
@@ -333,4 +335,5 @@ class Workspace:
         ws.deltas = [d[:n] for d in self.deltas]
         ws.keep = [k[:n] for k in self.keep]
         ws.rand = [r[:n] for r in self.rand]
+        ws.ones = self.ones[:n]
         return ws
