@@ -148,14 +148,6 @@ def row_max(z: np.ndarray) -> np.ndarray:
     return z.reshape(-1).take(idx)[:, None]
 
 
-def softmax_inplace(z: np.ndarray) -> np.ndarray:
-    """Overwrite the (N, C) scores ``z`` with their softmax (the training hot path)."""
-    z -= row_max(z)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
 def cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
                   reduction: str = "mean") -> float:
     """Cross-entropy of integer ``labels`` under softmax(``logits`` / ``temperature``): the loss.
@@ -194,18 +186,37 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: float = 1
     return total if reduction == "sum" else total / len(labels)
 
 
+def cross_entropy_step(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """The training step's loss: overwrite the (N, C) ``logits`` with d(mean loss)/d(logits) = (softmax - onehot) / N.
+
+    Returns the mean cross-entropy (as ``cross_entropy`` measures it) and how many rows the
+    scores got right, from the one pass over the scores. Non-finite scores give a NaN loss
+    and leave ``logits`` undefined (training stops there as diverged).
+    """
+    n = len(labels)
+    if not np.isfinite(logits).all():
+        return float("nan"), 0
+    rows = np.arange(n)
+    correct = int((logits.argmax(axis=1) == labels).sum())
+    logits -= row_max(logits)  # (N, C), <= 0
+    label_scores = logits[rows, labels]  # (N,), a copy
+    np.exp(logits, out=logits)
+    sums = logits.sum(axis=1, keepdims=True)  # (N, 1), >= 1: the max contributes exp(0)
+    loss = (float(np.log(sums).sum()) - float(label_scores.sum())) / n
+    logits /= sums  # the softmax
+    logits[rows, labels] -= 1.0
+    logits *= logits.dtype.type(1.0 / n)
+    return loss, correct
+
+
 def cross_entropy_grad(logits: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of the mean cross-entropy with respect to the logits: (softmax - onehot) / N.
 
-    ``out=logits`` overwrites the logits with it (the training backward pass, which needs no
-    copy); without ``out`` a new array is returned.
+    ``out=logits`` overwrites the logits with it; without ``out`` a new array is returned.
     """
     if out is None:
         out = np.array(logits, dtype=np.result_type(logits, np.float32))
     elif out is not logits:
         np.copyto(out, logits)
-    softmax_inplace(out)  # (N, C)
-    n = len(labels)
-    out[np.arange(n), labels] -= 1.0
-    out *= out.dtype.type(1.0 / n)
+    cross_entropy_step(out, np.asarray(labels, dtype=np.intp))
     return out

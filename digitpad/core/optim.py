@@ -12,12 +12,14 @@ import math
 
 import numpy as np
 
+from digitpad.core import kernels
+
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 class Adam:
-    """Adam (Kingma & Ba) in ten in-place passes per parameter, with the bias correction folded into the step size.
+    """Adam (Kingma & Ba), one fused pass per parameter vector (``kernels.adam``), bias correction in the step size.
 
     The moments are kept rescaled, ``M = m / (1 - beta1)`` and ``V = v / (1 - beta2)``, so
     their updates need no multiplication of the gradient (``M = b1 M + g``, ``V = b2 V + g^2``)
@@ -44,20 +46,11 @@ class Adam:
         unscale = math.sqrt(1.0 - b2)
         step = np.float32(lr * corr / (1.0 - b1**self.t) * (1.0 - b1) / unscale)
         eps = np.float32(self.eps * corr / unscale)
+        f32 = np.float32
         for p, g, m, v, tmp, dec in zip(params, grads, self.m, self.v, self.tmp, self.decay):
-            if dec and self.weight_decay:
-                np.multiply(p, np.float32(self.weight_decay), out=tmp)
-                g += tmp
-            m *= np.float32(b1)  # M = b1 M + g
-            m += g
-            np.multiply(g, g, out=tmp)  # V = b2 V + g^2
-            v *= np.float32(b2)
-            v += tmp
-            np.sqrt(v, out=tmp)  # p -= step M / (sqrt(V) + eps)
-            tmp += eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= step
-            p -= tmp
+            wd = f32(self.weight_decay if dec else 0.0)
+            # tmp: the step subtracted; the kernel runs over flat views (contiguous arrays)
+            kernels.adam(*(_flat(a) for a in (p, g, m, v, tmp)), f32(b1), f32(b2), step, eps, wd)
 
 
 class SGD:
@@ -94,6 +87,13 @@ class SGD:
                 p += tmp
             else:
                 p += vel
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """``a`` as a 1-D view; a non-contiguous array would be copied, so an update would be lost."""
+    if not a.flags.c_contiguous:
+        raise ValueError("optimizer: parameters and gradients must be contiguous arrays")
+    return a.reshape(-1)
 
 
 def make_optimizer(name: str, params, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False,

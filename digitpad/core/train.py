@@ -32,6 +32,7 @@ from typing import Iterator
 
 import numpy as np
 
+from digitpad.core import kernels
 from digitpad.core.functional import HIDDEN_ACTIVATIONS, cross_entropy
 from digitpad.core.mlp import MAX_PARAMS, MLP, MLPConfig, Workspace, as_batch
 from digitpad.core.optim import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
@@ -416,16 +417,13 @@ class Trainer:
         return self._plain_batches(epoch_perm)
 
     def _plain_batches(self, epoch_perm: np.ndarray):
-        """The epoch's batches scaled to [0, 1] in two buffers reused for every batch."""
+        """The epoch's batches scaled to [0, 1] in one buffer reused for every batch."""
         bs = self.config.batch_size
-        ubuf = np.empty((bs, 784), np.uint8)
         xbuf = np.empty((bs, 784), np.float32)
-        scale = np.float32(1 / 255)
         for s in range(0, len(epoch_perm), bs):
             idx = epoch_perm[s:s + bs]
             n = len(idx)
-            np.take(self.train_images, idx, axis=0, out=ubuf[:n])
-            np.multiply(ubuf[:n], scale, out=xbuf[:n])
+            kernels.gather_scaled(self.train_images, idx, xbuf[:n])  # (n, 784), the rows / 255
             yield xbuf[:n], self.train_labels[idx]
 
     def run(self):
@@ -480,6 +478,7 @@ class Trainer:
         self._steps = 0
         self._lr = cfg.lr
         self._loss_ema = 0.0
+        kernels.prepare()  # compiled once per process (or loaded from the cache), before the clock starts
         self._t0 = time.perf_counter()
         self.result = TrainResult(model=model.copy(), config=cfg)
 
@@ -497,11 +496,10 @@ class Trainer:
         with np.errstate(over="ignore", invalid="ignore"):
             self._threads.start_step()
             try:
-                logits = model.forward_train(x, ws, cfg.dropout, self._rng_dropout)  # (n, 10)
-                loss = cross_entropy(logits, y)
-                batch_correct = int((logits.argmax(1) == y).sum())
+                model.forward_train(x, ws, cfg.dropout, self._rng_dropout)
+                loss, batch_correct = model.loss_step(y, ws)  # the logits become dL/dlogits
                 self._check_loss(loss)
-                model.backward(x, y, ws, cfg.dropout)
+                model.backward(x, ws, cfg.dropout)
                 # gradient statistics before the update: weight decay is added to the gradients in place
                 grad_layers = gradient_stats(ws.grad_w, ws.grad_b) if want_stats else None
                 if want_stats and self._loss_ema <= GOOD_LOSS:
