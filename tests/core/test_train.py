@@ -267,8 +267,8 @@ def test_split_indices_alone_gives_the_trainers_validation_digits():
 
 
 def test_live_config_gives_short_runs_enough_statistics_points():
-    quick = PRESETS["quick"]  # 55,000 digits, batch 512, 6 epochs: 648 steps
-    assert live_config(quick, 60000).stats_every == 648 // 80
+    quick = PRESETS["quick"]  # 55,000 digits, batch 512, 5 epochs: 540 steps
+    assert live_config(quick, 60000).stats_every == 540 // 80
     long_run = replace(quick, epochs=60)
     assert live_config(long_run, 60000).stats_every == long_run.stats_every
     tiny = replace(quick, limit=1000, epochs=1)
