@@ -35,6 +35,7 @@ class Adam:
         self.v = [np.zeros_like(p) for p in params]  # second moment / (1 - beta2)
         self.tmp = [np.empty_like(p) for p in params]
         self.last_update = self.tmp  # after update(): the step subtracted from each parameter
+        self._flat_state = [(_flat(m), _flat(v), _flat(u)) for m, v, u in zip(self.m, self.v, self.tmp)]
         self.t = 0
 
     def update(self, params, grads, lr: float) -> None:
@@ -44,13 +45,14 @@ class Adam:
         # with m = (1 - b1) M and sqrt(v) = sqrt(1 - b2) sqrt(V) that is p -= step M / (sqrt(V) + eps_v)
         corr = math.sqrt(1.0 - b2**self.t)
         unscale = math.sqrt(1.0 - b2)
-        step = np.float32(lr * corr / (1.0 - b1**self.t) * (1.0 - b1) / unscale)
-        eps = np.float32(self.eps * corr / unscale)
         f32 = np.float32
-        for p, g, m, v, tmp, dec in zip(params, grads, self.m, self.v, self.tmp, self.decay):
+        step = f32(lr * corr / (1.0 - b1**self.t) * (1.0 - b1) / unscale)
+        eps = f32(self.eps * corr / unscale)
+        b1, b2 = f32(b1), f32(b2)
+        for p, g, (m, v, u), dec in zip(params, grads, self._flat_state, self.decay):
             wd = f32(self.weight_decay if dec else 0.0)
-            # tmp: the step subtracted; the kernel runs over flat views (contiguous arrays)
-            kernels.adam(*(_flat(a) for a in (p, g, m, v, tmp)), f32(b1), f32(b2), step, eps, wd)
+            # u (tmp): the step subtracted; the kernel runs over flat views of contiguous arrays
+            kernels.adam(_flat(p), _flat(g), m, v, u, b1, b2, step, eps, wd)
 
 
 class SGD:
