@@ -468,6 +468,7 @@ class Trainer:
         self._threads = threads
         self._params = list(model.pack_parameters())  # [all weights, all biases] as two flat vectors
         self._ws = Workspace.for_model(model, cfg.batch_size, dropout=cfg.dropout > 0)
+        self._probe_ws = Workspace.for_model(model, len(self.probe)) if cfg.stats_every else None
         self._grads = [self._ws.grad_flat_w, self._ws.grad_flat_b]
         self._opt = make_optimizer(cfg.optimizer, self._params, cfg.weight_decay, cfg.momentum, cfg.nesterov,
                                    decay=[True, False])
@@ -514,7 +515,7 @@ class Trainer:
             if want_stats:
                 if not model.is_finite():
                     raise Diverged(self._diverged_message("weights", self._steps))
-                layers = layer_stats(model, self.probe, grad_layers, self._updates)
+                layers = layer_stats(model, self.probe, grad_layers, self._updates, self._probe_ws)
         snap = None
         if cfg.snapshot_every and self._steps % cfg.snapshot_every == 0:
             snap = ([w.copy() for w in model.weights], [b.copy() for b in model.biases])

@@ -138,3 +138,25 @@ def test_without_numba_training_falls_back_to_numpy(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path,
                          check=True).stdout.splitlines()
     assert out == ["False NumPy kernels (DIGITPAD_JIT=0)", "True"]
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_statistics_through_the_training_buffers_match_the_trace(activation):
+    from digitpad.core.mlp import MLP, MLPConfig, Workspace
+    from digitpad.core.stats import gradient_stats, layer_stats
+
+    rng = np.random.default_rng(6)
+    model = MLP(MLPConfig(hidden=(64, 32), activation=activation), 1)
+    probe = rng.random((40, 784), dtype=f32)
+    grads = gradient_stats([w * f32(1e-3) for w in model.weights], [b + f32(1e-4) for b in model.biases])
+    traced = layer_stats(model, probe, grads)
+    ws = Workspace.for_model(model, len(probe))
+    buffered = layer_stats(model, probe, grads, ws=ws)
+    assert len(traced) == len(buffered) == 3
+    for a, b in zip(traced, buffered):
+        assert a.act_mean == pytest.approx(b.act_mean, rel=1e-5, abs=1e-7)
+        assert a.act_std == pytest.approx(b.act_std, rel=1e-5, abs=1e-7)
+        assert a.dead_fraction == b.dead_fraction
+        assert a.act_hist.sum() == b.act_hist.sum()
+        assert np.abs(a.act_hist - b.act_hist).max() <= 1  # a value on a bin edge may round either way
+    assert traced[0].act_hist.sum() == 40 * 64
