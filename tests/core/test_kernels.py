@@ -160,3 +160,16 @@ def test_statistics_through_the_training_buffers_match_the_trace(activation):
         assert a.act_hist.sum() == b.act_hist.sum()
         assert np.abs(a.act_hist - b.act_hist).max() <= 1  # a value on a bin edge may round either way
     assert traced[0].act_hist.sum() == 40 * 64
+
+
+def test_a_run_with_the_compiled_step_is_repeatable_bit_for_bit(jit):
+    cfg = TrainConfig(hidden=(32,), epochs=1, batch_size=50, val_size=100, seed=3, threads=1, dropout=0.1)
+    runs = []
+    for _ in range(2):
+        t = Trainer(cfg, tiny_mnist())
+        losses = [getattr(r, "loss", None) for r in t]
+        runs.append((losses, t.model.weights))
+    assert kernels.adam is jit["adam"]  # the runs did use the compiled loops
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)  # same shapes, same thread count
