@@ -10,9 +10,10 @@ rounding. ``prepare()`` imports and compiles them once (compiled code is cached 
 later runs only load it); the training loop calls it before its clock starts.
 
 Every kernel works in place on float32 arrays and keeps the NumPy order of operations
-where it can (Adam, bias + ReLU and the ReLU mask give the same bits both ways; the loss
-sums in float64 here). Non-finite values propagate as in NumPy, so a run that blew up is
-still seen by the loss and finite-weights checks.
+where it can: bias + ReLU, the ReLU mask and the gather give the same bits both ways, Adam
+the same operations in the same order (no fastmath), the loss sums in float64 here.
+Non-finite values propagate as in NumPy, so a run that blew up is still seen by the loss
+and finite-weights checks.
 """
 
 from __future__ import annotations
