@@ -136,12 +136,16 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return z.astype(np.result_type(logits, np.float32), copy=False)
 
 
-def softmax_inplace(z: np.ndarray) -> np.ndarray:
-    """Overwrite the (N, C) scores ``z`` with their softmax (the training hot path)."""
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
+def row_max(z: np.ndarray) -> np.ndarray:
+    """Each row's largest score of the (N, C) array ``z``, as (N, 1); NaN where a row has one.
+
+    ``argmax`` and one gather: a few times faster than ``z.max(axis=1)``, which NumPy
+    reduces slowly over rows as short as the ten class scores (the training hot path).
+    """
+    z = z.reshape(-1, z.shape[-1])  # (N, C), a view of contiguous scores
+    idx = z.argmax(axis=1)  # (N,); argmax stops at a NaN, as max propagates it
+    idx += np.arange(0, z.size, z.shape[1])
+    return z.reshape(-1).take(idx)[:, None]
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
@@ -173,26 +177,46 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray, temperature: float = 1
         return float("nan")
     labels = np.asarray(labels, dtype=np.intp)
     with np.errstate(over="ignore"):  # a score below the range of the dtype is -inf: probability 0
-        shifted = z - z.max(axis=-1, keepdims=True)  # (N, C), <= 0
+        shifted = z - row_max(z)  # (N, C), <= 0
         if temperature != 1.0:
             shifted /= temperature
     lse = np.log(np.exp(shifted).sum(axis=-1))  # (N,), >= 0: the max contributes exp(0)
-    losses = lse - shifted[np.arange(len(labels)), labels]  # (N,)
-    return float(losses.sum() if reduction == "sum" else losses.mean())
+    lse -= shifted[np.arange(len(labels)), labels]  # (N,): the losses
+    total = float(lse.sum())
+    return total if reduction == "sum" else total / len(labels)
+
+
+def cross_entropy_step(logits: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
+    """The training step's loss: overwrite the (N, C) ``logits`` with d(mean loss)/d(logits) = (softmax - onehot) / N.
+
+    Returns the mean cross-entropy (as ``cross_entropy`` measures it) and how many rows the
+    scores got right, from the one pass over the scores. Non-finite scores give a NaN loss
+    and leave ``logits`` undefined (training stops there as diverged).
+    """
+    n = len(labels)
+    if not np.isfinite(logits).all():
+        return float("nan"), 0
+    rows = np.arange(n)
+    correct = int((logits.argmax(axis=1) == labels).sum())
+    logits -= row_max(logits)  # (N, C), <= 0
+    label_scores = logits[rows, labels]  # (N,), a copy
+    np.exp(logits, out=logits)
+    sums = logits.sum(axis=1, keepdims=True)  # (N, 1), >= 1: the max contributes exp(0)
+    loss = (float(np.log(sums).sum()) - float(label_scores.sum())) / n
+    logits /= sums  # the softmax
+    logits[rows, labels] -= 1.0
+    logits *= logits.dtype.type(1.0 / n)
+    return loss, correct
 
 
 def cross_entropy_grad(logits: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Gradient of the mean cross-entropy with respect to the logits: (softmax - onehot) / N.
 
-    ``out=logits`` overwrites the logits with it (the training backward pass, which needs no
-    copy); without ``out`` a new array is returned.
+    ``out=logits`` overwrites the logits with it; without ``out`` a new array is returned.
     """
     if out is None:
         out = np.array(logits, dtype=np.result_type(logits, np.float32))
     elif out is not logits:
         np.copyto(out, logits)
-    softmax_inplace(out)  # (N, C)
-    n = len(labels)
-    out[np.arange(n), labels] -= 1.0
-    out *= out.dtype.type(1.0 / n)
+    cross_entropy_step(out, np.asarray(labels, dtype=np.intp))
     return out

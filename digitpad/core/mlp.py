@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from digitpad.core import kernels
 from digitpad.core.functional import (
     ACTIVATIONS,
     DERIVATIVES,
     HIDDEN_ACTIVATIONS,
-    cross_entropy_grad,
     softmax,
 )
 
@@ -232,39 +232,48 @@ class MLP:
 
         ``x`` is (B, n_in) float32 with B == ws.batch_size. With ``dropout`` > 0, hidden
         outputs are zeroed with that probability and the rest scaled by 1 / (1 - p). The
-        logits are ``ws.outs[-1]``, which ``backward`` turns into dL/dlogits: measure the
-        loss (``functional.cross_entropy``) before.
+        logits are ``ws.outs[-1]``; ``loss_step`` turns them into dL/dlogits for ``backward``.
         """
         act = ACTIVATIONS[self.config.activation]
+        relu = self.config.activation == "relu"
         last = self.n_layers - 1
         a = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             z = ws.outs[i]  # (B, n_i)
             np.matmul(a, w, out=z)
-            z += b
-            if i < last:
-                act(z)
-                if dropout > 0.0:
-                    keep = ws.keep[i]
-                    rng.random(out=ws.rand[i], dtype=np.float32)
-                    np.greater_equal(ws.rand[i], np.float32(dropout), out=keep)
-                    np.multiply(z, keep, out=z)
-                    z *= np.float32(1.0 / (1.0 - dropout))
+            if i < last and relu:
+                kernels.bias_relu(z, b)  # one pass for z + b and max(z, 0)
+            else:
+                z += b
+                if i < last:
+                    act(z)
+            if i < last and dropout > 0.0:
+                keep = ws.keep[i]
+                rng.random(out=ws.rand[i], dtype=np.float32)
+                np.greater_equal(ws.rand[i], np.float32(dropout), out=keep)
+                np.multiply(z, keep, out=z)
+                z *= np.float32(1.0 / (1.0 - dropout))
             a = z
         return ws.outs[-1]
 
-    def backward(self, x: np.ndarray, labels: np.ndarray, ws: "Workspace", dropout: float = 0.0) -> None:
-        """Backward pass after ``forward_train``: fills ``ws.grad_w`` and ``ws.grad_b``.
+    @staticmethod
+    def loss_step(labels: np.ndarray, ws: "Workspace") -> tuple[float, int]:
+        """After ``forward_train``: the batch's mean cross-entropy and correct count, the logits turned into dL/dlogits.
 
-        The loss is the mean cross-entropy over the batch; ``ws.outs[-1]`` (the logits) is
-        overwritten with dL/dlogits.
+        The loss is NaN when the scores are not finite (the network blew up); ``backward``
+        must not follow then.
         """
+        labels = np.asarray(labels, dtype=np.intp)  # (B,)
+        return kernels.cross_entropy_step(ws.outs[-1], labels)  # outs[-1]: (softmax - onehot) / B
+
+    def backward(self, x: np.ndarray, ws: "Workspace", dropout: float = 0.0) -> None:
+        """Backward pass after ``loss_step``: fills ``ws.grad_w`` and ``ws.grad_b`` from dL/dlogits in ``ws.outs[-1]``."""
         deriv = DERIVATIVES[self.config.activation]
-        delta = cross_entropy_grad(ws.outs[-1], labels, out=ws.outs[-1])  # (B, n_out): (softmax - onehot) / B
+        delta = ws.outs[-1]  # (B, n_out)
         for i in range(self.n_layers - 1, -1, -1):
             a_prev = x if i == 0 else ws.outs[i - 1]  # (B, n_{i-1})
             np.matmul(a_prev.T, delta, out=ws.grad_w[i])  # (n_{i-1}, n_i)
-            np.sum(delta, axis=0, out=ws.grad_b[i])
+            np.matmul(ws.ones, delta, out=ws.grad_b[i])  # (n_i,): the column sums, as one product
             if i == 0:
                 break  # the input needs no gradient
             prev = ws.deltas[i - 1]  # (B, n_{i-1})
@@ -273,9 +282,7 @@ class MLP:
                 np.multiply(prev, ws.keep[i - 1], out=prev)
                 prev *= np.float32(1.0 / (1.0 - dropout))
             if self.config.activation == "relu":
-                # reuse the dropout mask buffer as the ReLU mask: no temporary per step
-                np.greater(a_prev, 0, out=ws.keep[i - 1])
-                np.multiply(prev, ws.keep[i - 1], out=prev)
+                kernels.relu_backward(prev, a_prev, ws.keep[i - 1])  # the dropout mask buffer is free now
             elif dropout > 0.0 and self.config.activation in ("tanh", "sigmoid"):
                 # the derivative needs the outputs before dropout scaled the kept ones
                 deriv(a_prev * np.float32(1.0 - dropout), prev)
@@ -306,6 +313,7 @@ class Workspace:
     deltas: list = field(default_factory=list)  # dL/d(hidden pre-activation), (B, n_i)
     keep: list = field(default_factory=list)  # bool masks for dropout / ReLU, (B, n_i)
     rand: list = field(default_factory=list)  # uniform draws for dropout, (B, n_i)
+    ones: np.ndarray = None  # (B,) ones: bias gradients as ones @ delta
     grad_w: list = field(default_factory=list)  # views into grad_flat_w, shaped like the weights
     grad_b: list = field(default_factory=list)
     grad_flat_w: np.ndarray = None
@@ -319,6 +327,7 @@ class Workspace:
         ws.deltas = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]]
         ws.keep = [np.empty((batch_size, n), bool) for n in sizes[1:-1]]
         ws.rand = [np.empty((batch_size, n), np.float32) for n in sizes[1:-1]] if dropout else []
+        ws.ones = np.ones(batch_size, np.float32)
         ws.grad_flat_w, ws.grad_w = _pack(model.weights)
         ws.grad_flat_b, ws.grad_b = _pack(model.biases)
         return ws
@@ -333,4 +342,5 @@ class Workspace:
         ws.deltas = [d[:n] for d in self.deltas]
         ws.keep = [k[:n] for k in self.keep]
         ws.rand = [r[:n] for r in self.rand]
+        ws.ones = self.ones[:n]
         return ws

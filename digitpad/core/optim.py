@@ -12,47 +12,47 @@ import math
 
 import numpy as np
 
+from digitpad.core import kernels
+
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 class Adam:
-    """Adam (Kingma & Ba) with the bias correction folded into the step size."""
+    """Adam (Kingma & Ba), one fused pass per parameter vector (``kernels.adam``), bias correction in the step size.
+
+    The moments are kept rescaled, ``M = m / (1 - beta1)`` and ``V = v / (1 - beta2)``, so
+    their updates need no multiplication of the gradient (``M = b1 M + g``, ``V = b2 V + g^2``)
+    and the constants go into the step size and eps instead. Same update as the textbook
+    form up to float32 rounding.
+    """
 
     def __init__(self, params, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decay=None):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.weight_decay = weight_decay
         self.decay = decay if decay is not None else [p.ndim > 1 for p in params]
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
+        self.m = [np.zeros_like(p) for p in params]  # first moment / (1 - beta1)
+        self.v = [np.zeros_like(p) for p in params]  # second moment / (1 - beta2)
         self.tmp = [np.empty_like(p) for p in params]
         self.last_update = self.tmp  # after update(): the step subtracted from each parameter
+        self._flat_state = [(_flat(m), _flat(v), _flat(u)) for m, v, u in zip(self.m, self.v, self.tmp)]
         self.t = 0
 
     def update(self, params, grads, lr: float) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        # lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t); eps scaled to match the textbook form
+        # textbook: p -= lr_t m / (sqrt(v) + eps_t), lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), eps_t = eps sqrt(1 - b2^t);
+        # with m = (1 - b1) M and sqrt(v) = sqrt(1 - b2) sqrt(V) that is p -= step M / (sqrt(V) + eps_v)
         corr = math.sqrt(1.0 - b2**self.t)
-        step = np.float32(lr * corr / (1.0 - b1**self.t))
-        eps = np.float32(self.eps * corr)
-        for p, g, m, v, tmp, dec in zip(params, grads, self.m, self.v, self.tmp, self.decay):
-            if dec and self.weight_decay:
-                g += np.float32(self.weight_decay) * p
-            # m = b1 m + (1 - b1) g ;  v = b2 v + (1 - b2) g^2
-            m *= np.float32(b1)
-            np.multiply(g, np.float32(1 - b1), out=tmp)
-            m += tmp
-            v *= np.float32(b2)
-            np.multiply(g, g, out=tmp)
-            tmp *= np.float32(1 - b2)
-            v += tmp
-            # p -= step * m / (sqrt(v) + eps)
-            np.sqrt(v, out=tmp)
-            tmp += eps
-            np.divide(m, tmp, out=tmp)
-            tmp *= step
-            p -= tmp
+        unscale = math.sqrt(1.0 - b2)
+        f32 = np.float32
+        step = f32(lr * corr / (1.0 - b1**self.t) * (1.0 - b1) / unscale)
+        eps = f32(self.eps * corr / unscale)
+        b1, b2 = f32(b1), f32(b2)
+        for p, g, (m, v, u), dec in zip(params, grads, self._flat_state, self.decay):
+            wd = f32(self.weight_decay if dec else 0.0)
+            # u (tmp): the step subtracted; the kernel runs over flat views of contiguous arrays
+            kernels.adam(_flat(p), _flat(g), m, v, u, b1, b2, step, eps, wd)
 
 
 class SGD:
@@ -73,17 +73,29 @@ class SGD:
         lr = np.float32(lr)
         for p, g, vel, tmp, dec in zip(params, grads, self.velocity, self.tmp, self.decay):
             if dec and self.weight_decay:
-                g += np.float32(self.weight_decay) * p
+                np.multiply(p, np.float32(self.weight_decay), out=tmp)
+                g += tmp
             # v = mu v - lr g ; p += v   (Nesterov: p += mu v - lr g)
             vel *= mu
             np.multiply(g, lr, out=tmp)
             vel -= tmp
             if self.nesterov:
-                np.multiply(vel, mu, out=tmp)
-                np.subtract(tmp, np.multiply(g, lr), out=tmp)
+                if mu:  # mu v - lr g = mu (v - lr g / mu), in place in tmp (which holds lr g)
+                    tmp /= mu
+                    np.subtract(vel, tmp, out=tmp)
+                    tmp *= mu
+                else:
+                    np.negative(tmp, out=tmp)
                 p += tmp
             else:
                 p += vel
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    """``a`` as a 1-D view; a non-contiguous array would be copied, so an update would be lost."""
+    if not a.flags.c_contiguous:
+        raise ValueError("optimizer: parameters and gradients must be contiguous arrays")
+    return a.reshape(-1)
 
 
 def make_optimizer(name: str, params, weight_decay: float = 0.0, momentum: float = 0.9, nesterov: bool = False,

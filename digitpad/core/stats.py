@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digitpad.core.mlp import MLP
+from digitpad.core.mlp import MLP, Workspace
 
 GRAD_LOG_EDGES = np.linspace(-10.0, 0.0, 41)  # histogram of log10 |gradient|
 ACT_EDGES = {
@@ -80,7 +80,7 @@ def gradient_stats(grad_w, grad_b) -> list[tuple[float, float, np.ndarray]]:
     return out
 
 
-def layer_stats(model: MLP, probe: np.ndarray, grads, updates=None) -> tuple:
+def layer_stats(model: MLP, probe: np.ndarray, grads, updates=None, ws: Workspace | None = None) -> tuple:
     """Per-layer statistics: activations on ``probe``, gradients from ``gradient_stats``.
 
     Parameters
@@ -93,17 +93,25 @@ def layer_stats(model: MLP, probe: np.ndarray, grads, updates=None) -> tuple:
     updates : list of ndarray, optional
         ``updates[i]`` is the change this step made to ``weights[i]`` (the optimiser's own
         buffer, so nothing is copied), for the update-to-weight ratio.
+    ws : Workspace, optional
+        Buffers for P digits: the probe goes through the training forward pass in them
+        (no dropout), allocating nothing; without, through ``model.trace``.
 
     Returns
     -------
     tuple of LayerStats, one per weight layer
     """
-    trace = model.trace(probe)
+    if ws is not None:
+        model.forward_train(probe, ws)
+        outs = ws.outs  # hidden outputs, then the logits
+    else:
+        trace = model.trace(probe)
+        outs = [*trace.activations, trace.logits]
     act = model.config.activation
     stats = []
     for i in range(model.n_layers):
         hidden = i < model.n_layers - 1
-        out = trace.activations[i] if hidden else trace.logits  # (P, n_i)
+        out = outs[i]  # (P, n_i)
         grad_norm, bias_grad_norm, grad_hist = grads[i]
         w_norm = float(np.linalg.norm(model.weights[i]))
         if updates is not None and w_norm > 0:

@@ -65,6 +65,7 @@ from digitpad.qt.retrain import TrainController, TrainPage
 from digitpad.qt.runs_page import RunsPage
 from digitpad.qt.samples_page import SamplesController, SamplesPage
 from digitpad.qt.why import WhyController
+from digitpad.qt.worker import Job
 
 log = logging.getLogger("digitpad")
 
@@ -191,6 +192,7 @@ class MainWindow(QMainWindow):
         self.threshold = DEFAULT_THRESHOLD
         self.theme: Theme = THEMES[DEFAULT_THEME]
         self.retrain: TrainController | None = None  # set once the pages exist
+        self._training_prepared = None  # the job loading the training step's compiled loops, once
 
         self._build_pages()
         self._build_actions()
@@ -301,7 +303,21 @@ class MainWindow(QMainWindow):
                 pane.set_reading(self.reading)
         if page is self.train_page and self.retrain is not None:
             self.retrain.check_data()
+        if page in (self.train_page, self.samples_page):
+            self._prepare_training()
         self.page_changed.emit(page)
+
+    def _prepare_training(self) -> None:
+        """Load the training step's compiled loops in the background when a page that trains is first shown.
+
+        Importing numba and loading the loops takes about half a second, some of it holding
+        the GIL; done before Start, a run neither waits for it nor stalls the window with it.
+        """
+        if self._training_prepared is None:
+            from digitpad.core import kernels
+
+            self._training_prepared = Job(lambda progress, cancel: kernels.prepare(),
+                                          on_done=lambda compiled: None, on_failed=lambda message: None)
 
     def _action(self, text: str, name: str, slot, shortcut=None, tip: str = "") -> QAction:
         action = QAction(text, self)

@@ -9,6 +9,7 @@ from digitpad.core.functional import (
     cross_entropy,
     cross_entropy_grad,
     log_softmax,
+    row_max,
     softmax,
 )
 
@@ -137,3 +138,15 @@ def test_cross_entropy_of_scores_that_are_not_finite_is_nan():
 def test_cross_entropy_at_a_small_temperature_stays_finite():
     logits = np.array([[30.0, 0.0, -30.0]], np.float32)
     assert cross_entropy(logits, [1], temperature=0.05) == pytest.approx(600.0, rel=1e-5)
+
+
+def test_row_max_is_each_rows_max_and_nan_where_a_row_has_one():
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(9, 10)).astype(np.float32)
+    z[2, 4] = np.inf
+    z[3] = -np.inf
+    z[5, 7] = np.nan
+    got = row_max(z)
+    assert got.shape == (9, 1)
+    np.testing.assert_array_equal(got[:, 0], z.max(axis=1))
+    assert np.isnan(got[5, 0]) and got[2, 0] == np.inf and got[3, 0] == -np.inf

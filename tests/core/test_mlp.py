@@ -32,7 +32,8 @@ def test_backward_matches_finite_differences(activation):
     ws.grad_w = [g.astype(np.float64) for g in ws.grad_w]
     ws.grad_b = [g.astype(np.float64) for g in ws.grad_b]
     model.forward_train(x, ws)
-    model.backward(x, y, ws)
+    model.loss_step(y, ws)
+    model.backward(x, ws)
     h = 1e-6
     for params, grads in ((model.weights, ws.grad_w), (model.biases, ws.grad_b)):
         for p, g in zip(params, grads):
@@ -61,7 +62,8 @@ def test_dropout_backward_matches_finite_differences_with_fixed_mask():
     ws.grad_b = [g.astype(np.float64) for g in ws.grad_b]
     model.forward_train(x, ws, dropout=0.5, rng=np.random.default_rng(7))
     keep = ws.keep[0].copy()
-    model.backward(x, y, ws, dropout=0.5)
+    model.loss_step(y, ws)
+    model.backward(x, ws, dropout=0.5)
 
     def loss_with_mask(m):
         a = np.tanh(x @ m.weights[0] + m.biases[0]) * keep / 0.5

@@ -170,6 +170,44 @@ def test_adam_first_step_moves_each_weight_by_lr():
     np.testing.assert_allclose(w, [[0.99, 1.01]], rtol=1e-5)
 
 
+def test_adam_follows_the_textbook_update_with_weight_decay_on_matrices_only():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    opt = Adam([w, b], weight_decay=0.01)
+    ref = [w.astype(np.float64), b.astype(np.float64)]
+    m = [np.zeros_like(r) for r in ref]
+    v = [np.zeros_like(r) for r in ref]
+    b1, b2, eps, lr = 0.9, 0.999, 1e-8, 0.01
+    for t in range(1, 31):
+        grads = [rng.standard_normal(p.shape).astype(np.float32) for p in (w, b)]
+        for i, g in enumerate(grads):
+            g = g.astype(np.float64) + (0.01 * ref[i] if i == 0 else 0.0)
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
+            ref[i] -= lr * m_hat / (np.sqrt(v_hat) + eps)
+        opt.update([w, b], grads, lr)
+    np.testing.assert_allclose(w, ref[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b, ref[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.0])
+def test_nesterov_sgd_follows_the_textbook_update(momentum):
+    rng = np.random.default_rng(4)
+    w = rng.standard_normal((3, 2)).astype(np.float32)
+    opt = SGD([w], momentum=momentum, nesterov=True)
+    ref, vel, lr = w.astype(np.float64), np.zeros((3, 2)), 0.05
+    for _ in range(20):
+        g = rng.standard_normal((3, 2)).astype(np.float32)
+        vel = momentum * vel - lr * g
+        ref += momentum * vel - lr * g
+        opt.update([w], [g], lr)
+        assert np.isfinite(w).all()
+        np.testing.assert_allclose(opt.last_update[0], momentum * vel - lr * g, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(w, ref, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.mnist
 def test_one_epoch_on_5000_digits_clearly_beats_chance(mnist):
     cfg = TrainConfig(limit=5000, epochs=1, batch_size=64)
@@ -229,8 +267,8 @@ def test_split_indices_alone_gives_the_trainers_validation_digits():
 
 
 def test_live_config_gives_short_runs_enough_statistics_points():
-    quick = PRESETS["quick"]  # 55,000 digits, batch 512, 6 epochs: 648 steps
-    assert live_config(quick, 60000).stats_every == 648 // 80
+    quick = PRESETS["quick"]  # 55,000 digits, batch 512, 5 epochs: 540 steps
+    assert live_config(quick, 60000).stats_every == 540 // 80
     long_run = replace(quick, epochs=60)
     assert live_config(long_run, 60000).stats_every == long_run.stats_every
     tiny = replace(quick, limit=1000, epochs=1)

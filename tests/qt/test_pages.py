@@ -115,6 +115,22 @@ def test_pages_have_names_and_ctrl_numbers_switch(open_window, qtbot):
     assert w.findChildren(type(w.canvas)) == [w.canvas]
 
 
+def test_a_page_that_trains_loads_the_compiled_training_step_once_in_the_background(open_window, qtbot):
+    from digitpad.core import kernels
+
+    w = open_window()
+    for page in (w.draw_page, w.evaluate_page, w.runs_page, w.explore_page):
+        w.show_page(page)
+    assert w._training_prepared is None  # drawing and evaluating train nothing
+    w.show_page(w.train_page)
+    job = w._training_prepared
+    assert job is not None
+    qtbot.waitUntil(lambda: job.finished, timeout=60000)
+    assert kernels.compiled() is not None, kernels.status()
+    w.show_page(w.samples_page)
+    assert w._training_prepared is job
+
+
 def test_retrain_opens_the_train_page_on_quick_and_enter_starts(open_window, qtbot):
     w = open_window()
     c = w.retrain
