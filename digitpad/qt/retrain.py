@@ -260,6 +260,7 @@ class TrainController(QObject):
         self._drew_last_tick = False
         self.redraw_pending = False  # the end of a run's last plots are still being fed, a group per turn
         self._config = None
+        self._weights_info = None  # the run the Weights tab still has to be made ready for (RunInfo), or None
         self._waiting_config = None  # (config, start's hooks): asked to start while MNIST was missing
         self._then_close = False  # "Keep and quit" during a run: keep when it ends, then close
 
@@ -292,6 +293,7 @@ class TrainController(QObject):
         p.result_panel.keep_requested.connect(self.keep)
         p.result_panel.revert_requested.connect(self.revert)
         p.data_panel.found.connect(self._on_data_found)
+        p.dashboard.currentChanged.connect(self._configure_weights)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -422,7 +424,8 @@ class TrainController(QObject):
             return
         self.history = TrainingHistory(info)
         self.panes.configure(info)
-        self.page.weights.configure(info)
+        self._weights_info = info  # the Weights tab is built for the run when it is first shown (~0.1 s of widgets)
+        self._configure_weights()
         self.page.live_box.set_run(info.config)
         self.timer.start()
         self._status(f"Training {'-'.join(map(str, info.layer_sizes))} {info.config.activation}: "
@@ -526,10 +529,25 @@ class TrainController(QObject):
         more = False
         if everything or page.dashboard.currentWidget() is self.panes:
             more = self.panes.refresh(h)
-        if (everything or page.dashboard.currentWidget() is page.weights) and h.latest_weights is not None \
-                and page.weights.step != h.latest_weights_step:
-            page.weights.show_weights(h.latest_weights[0], h.latest_weights_step)
+        if page.dashboard.currentWidget() is page.weights or (everything and self._weights_info is None):
+            self._show_weights(h)
         return more
+
+    def _show_weights(self, h: TrainingHistory) -> None:
+        weights = self.page.weights
+        if self._weights_info is None and h.latest_weights is not None and weights.step != h.latest_weights_step:
+            weights.show_weights(h.latest_weights[0], h.latest_weights_step)
+
+    @Slot()
+    def _configure_weights(self) -> None:
+        """Build the Weights tab for the run once it is shown (a hidden tab costs nothing at the start)."""
+        page = self.page
+        if self._weights_info is None or page.dashboard.currentWidget() is not page.weights:
+            return
+        page.weights.configure(self._weights_info)
+        self._weights_info = None
+        if self.history is not None:
+            self._show_weights(self.history)
 
     def _redraw_rest(self) -> None:
         """The end of a run: every plot fed its last data, a group per turn of the event loop (never one long stall)."""
