@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -438,6 +438,14 @@ class TrainingPanes(QWidget):
         self._turn = 0  # which group of plots the next refresh feeds
         self._seen = (-1, -1, -1, -1)
         self.event_lines: list[tuple] = []  # (plot, InfiniteLine): settings changed during the run
+        # a wider time axis reaches the plots one per turn of the event loop: re-laying out the
+        # axes of all eleven plots at once held the GUI thread for ~50 ms
+        self._x_span: tuple | None = None
+        self._x_due: list[pg.PlotWidget] = []  # plots still showing the previous span
+        self._x_timer = QTimer(self)
+        self._x_timer.setSingleShot(True)
+        self._x_timer.setInterval(0)
+        self._x_timer.timeout.connect(self._widen_next)
         self.apply_theme(theme)
 
     # ---- layout ------------------------------------------------------------------------
@@ -494,9 +502,7 @@ class TrainingPanes(QWidget):
         for image in (*self.act_images, *self.grad_images):
             image.clear()
         self._epochs = config.epochs
-        span = (0.0, x_span(0.0, self._epochs))
-        for w in (*self.time_plots, *self.act_plots, *self.grad_hist_plots):
-            _set_range(w, x=span)
+        self._set_x_span((0.0, x_span(0.0, self._epochs)), at_once=True)
         _set_range(self.loss_plot, y=(-2.0, 1.0))
         _set_range(self.accuracy_plot, y=(0.0, 1.0))
         _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
@@ -584,7 +590,7 @@ class TrainingPanes(QWidget):
             for i in range(n_layers)))
         self.grad_key.setToolTip("One line per weight layer, from the input side to the output: "
                                  + ", ".join(layer_name(i, n_layers) for i in range(n_layers)))
-        _set_range(self.grad_norm_plot, x=self.loss_plot.ranges.get("x"))
+        self._x_span = None  # the new plots take the span at once (prepare follows)
 
     def _label_layers(self, sizes: tuple, activation: str) -> None:
         n = len(sizes) - 1
@@ -668,7 +674,7 @@ class TrainingPanes(QWidget):
                     self._refresh_epochs(history)
                 if len(history.events) * 2 != len(self.event_lines):
                     self._mark_events(history)
-                self._refresh_ranges(history)
+                self._refresh_ranges(history, everything)
                 seen_steps, seen_epochs = history.steps_version, history.epochs_version
             elif part == 1:
                 self._refresh_activations(history)
@@ -727,13 +733,29 @@ class TrainingPanes(QWidget):
         self.acc_epoch_train.setData(span, across(np.array([r.train_accuracy for r in e], float)))
         self.acc_epoch_val.setData(t, np.array([r.val_accuracy for r in e]))
 
-    def _refresh_ranges(self, h: TrainingHistory) -> None:
+    def _set_x_span(self, span: tuple, at_once: bool = False) -> None:
+        """Show ``span`` (epochs) on every time axis: at once, or a plot per turn of the event loop."""
+        if span != self._x_span:
+            self._x_span = span
+            self._x_due = [*self.time_plots, *self.act_plots, *self.grad_hist_plots]
+        if at_once:
+            self._x_timer.stop()
+            while self._x_due:
+                _set_range(self._x_due.pop(0), x=span)
+        elif self._x_due and not self._x_timer.isActive():
+            self._x_timer.start()
+
+    def _widen_next(self) -> None:
+        if self._x_due:
+            _set_range(self._x_due.pop(0), x=self._x_span)
+        if self._x_due:
+            self._x_timer.start()
+
+    def _refresh_ranges(self, h: TrainingHistory, everything: bool = False) -> None:
         n = h.n_steps
         if n == 0:
             return
-        span = (0.0, x_span(float(h.step_t[n - 1]), self._epochs))
-        for w in (*self.time_plots, *self.act_plots, *self.grad_hist_plots):
-            _set_range(w, x=span)
+        self._set_x_span((0.0, x_span(float(h.step_t[n - 1]), self._epochs)), at_once=everything)
         val_loss = [r.val_loss for r in h.epochs]
         d = decades(h.loss_smooth[:n], val_loss, floor=1e-4)
         if d is not None:
