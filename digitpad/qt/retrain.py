@@ -11,12 +11,13 @@ while the network learns.
 ``TrainController(window)`` owns a run: settings -> ``TrainConfig`` -> MNIST located ->
 ``TrainWorker`` in a ``QThread`` -> records drained by a GUI timer into a ``TrainingHistory``
 -> dashboard redrawn, canvas read with the newest weights, the mode bar's progress moved ->
-test accuracy measured in the worker -> Keep (saved atomically in the user's models folder,
-becomes the current model) or Revert. A run goes on whichever page is shown.
+test accuracy measured in the worker -> Keep (saved atomically in the user's models folder by
+a background job, then the current model) or Revert. A run goes on whichever page is shown.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from pathlib import Path
@@ -48,7 +49,7 @@ from digitpad.qt.panes.inference import ProbabilitiesPane
 from digitpad.qt.panes.training import ResultPanel, TrainingHistory, TrainingPanes
 from digitpad.qt.panes.weights import WeightsPane
 from digitpad.qt.train_dialog import DataPanel, TrainSettings
-from digitpad.qt.worker import RunInfo, RunOutcome, TrainWorker, release_thread
+from digitpad.qt.worker import Job, RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
 REFRESH_MS = 80  # panes redraw pace (12.5 Hz, a third of the plots each time), whatever the step rate
@@ -262,7 +263,9 @@ class TrainController(QObject):
         self._config = None
         self._weights_info = None  # the run the Weights tab still has to be made ready for (RunInfo), or None
         self._waiting_config = None  # (config, start's hooks): asked to start while MNIST was missing
-        self._then_close = False  # "Keep and quit" during a run: keep when it ends, then close
+        self._then_close = False  # "Keep and quit": keep (when the run ends), then close once it is saved
+        self.saving = False  # Keep was asked for and the model file is still being written
+        self._save_job: Job | None = None  # that save (kept until its thread has ended)
 
         self.action_retrain = QAction("&Retrain…", self)
         self.action_retrain.setObjectName("action_retrain")
@@ -361,7 +364,7 @@ class TrainController(QObject):
         Returns False when a run is already going or MNIST is missing (the page then shows
         how to get it, and the run starts once it is there).
         """
-        if self._running or self._closing:
+        if self._running or self._closing or self.saving:
             return False
         if mnist is None and data_dir is None:
             data_dir = self.locate_data()
@@ -454,10 +457,8 @@ class TrainController(QObject):
         else:
             self._status(f"Training done: test accuracy {outcome.test_accuracy:.2%}. Keep or revert?")
         self.run_finished.emit(outcome)
-        if self._then_close:
+        if self._then_close and not self.keep():
             self._then_close = False
-            if self.keep() is not None:
-                self.window.close()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -610,41 +611,73 @@ class TrainController(QObject):
         return model_io.free_path(model_io.user_models_dir(), f"digitpad-{time.strftime('%Y%m%d-%H%M%S')}")
 
     @Slot()
-    def keep(self) -> Path | None:
-        """Save the new model in the user's models folder and make it the current model."""
+    def keep(self) -> bool:
+        """Save the new model in the user's models folder, in the background; once saved it becomes the
+        current model and ``kept`` carries its path. False when there is nothing to keep or it is being saved.
+
+        Compressing and writing the file takes ~0.1 s, too long for the GUI thread. Until it is
+        done the new model stays offered (Keep and Revert wait); a save that fails says so on the
+        page and leaves the current model as it was.
+        """
         o = self.outcome
-        if o is None:
-            return None
+        if o is None or self.saving:
+            return False
         res = o.result
         metrics = {"test_accuracy": o.test_accuracy, "val_accuracy": res.best_val_accuracy,
                    "best_epoch": res.best_epoch, "epochs_done": res.epochs_done, "steps": res.steps,
                    "train_seconds": round(res.seconds, 2)}
         metadata = model_io.build_metadata(o.model, train_config=o.config.to_dict(), seed=o.config.seed,
                                            metrics=metrics, stopped=o.stopped, diverged=o.diverged)
-        try:
+
+        def save(progress, cancelled) -> Path:  # in a worker thread
             path = model_io.save_model(self._model_path(), o.model, metadata)
-        except (OSError, model_io.ModelFileError) as e:
-            self.page.result_panel.label.setText(f'<b style="color:#ef4444">Could not save the model:</b> {e}')
-            return None
+            if o.run_folder is not None:
+                try:
+                    runs.set_kept(o.run_folder, path)
+                except (OSError, ValueError) as e:  # the model is kept all the same
+                    log.warning("the run history could not note the kept model: %s", e)
+            return path
+
+        panel = self.page.result_panel
+        panel.keep_button.setEnabled(False)
+        panel.revert_button.setEnabled(False)
+        self._status("Saving the new model…")
+        self.saving = True
+        self._save_job = Job(save, lambda path: self._kept(o, metadata, path), self._keep_failed,
+                             on_finished=self._save_ended, expected=(OSError, model_io.ModelFileError))
+        return True
+
+    def _save_ended(self) -> None:
+        if self._save_job is not None and self._save_job.finished:
+            self._save_job = None
+
+    def _kept(self, o: RunOutcome, metadata: dict, path: Path) -> None:
+        self.saving = False
         self.outcome = None
         self.page.result_panel.hide()
         self.page.pending_note.hide()
         self.window.mode_bar.set_progress(None)
         self.window.set_model(o.model, metadata, path)
         self.window.set_reading_model(None)
-        if o.run_folder is not None:
-            try:
-                runs.set_kept(o.run_folder, path)
-            except (OSError, ValueError) as e:  # the model is kept all the same
-                log.warning("the run history could not note the kept model: %s", e)
         self._status(f"New model kept: {path}", 8000)
         self.kept.emit(str(path))
-        return path
+        if self._then_close:
+            self._then_close = False
+            self.window.close()
+
+    def _keep_failed(self, message: str) -> None:
+        self.saving = False
+        self._then_close = False  # quitting would lose the new model: the window stays
+        panel = self.page.result_panel
+        panel.label.setText(f'<b style="color:#ef4444">Could not save the model:</b> {html.escape(message)}')
+        panel.keep_button.setEnabled(self.outcome is not None and self.outcome.model.is_finite())
+        panel.revert_button.setEnabled(True)
+        self._status(f"The new model was not saved: {message}", 8000)
 
     @Slot()
     def revert(self) -> None:
-        """Throw the new model away; the canvas is read with the current model again."""
-        if self.outcome is None:
+        """Throw the new model away; the canvas is read with the current model again (not while Keep saves it)."""
+        if self.outcome is None or self.saving:
             return
         self.outcome = None
         self.page.result_panel.hide()
@@ -656,12 +689,12 @@ class TrainController(QObject):
 
     def keep_and_close(self) -> None:
         """Quitting with "Keep and quit": keep the finished run now, or stop the run and keep it when it ends."""
+        self._then_close = True  # closed once the model is saved (or left open if the save fails)
         if self._running:
-            self._then_close = True
             self.stop()
             self._status("Stopping the run to keep it, then quitting…")
-        elif self.keep() is not None:
-            self.window.close()
+        elif not self.keep() and not self.saving:
+            self._then_close = False
 
     def shutdown(self) -> None:
         """The window is closing: abandon the run without saving; never destroy a thread that still runs.
@@ -673,6 +706,8 @@ class TrainController(QObject):
         self._closing = True
         self._then_close = False
         self.timer.stop()
+        if self._save_job is not None:  # a model being kept is written out before the window goes
+            Job.wait_all()
         self.page.data_panel.shutdown()
         if self._worker is not None:
             self._worker.abandon()
