@@ -119,3 +119,32 @@ def test_a_wider_time_axis_reaches_every_plot_one_turn_at_a_time(qtbot, window):
         assert lo == pytest.approx(0.0, abs=1e-9) and hi == pytest.approx(2.0)
     panes._set_x_span((0.0, 1.0), at_once=True)  # a new run: every plot at once
     assert all(w.ranges["x"] == (0.0, 1.0) for w in plots)
+
+
+def test_new_weights_reread_the_drawing_without_preprocessing_it_again(qtbot, window, monkeypatch):
+    from digitpad.core import preprocess as preprocess_mod
+    from digitpad.core.mlp import MLP, MLPConfig
+    from digitpad.core.reading import read_image
+
+    c = window.canvas
+    c.begin_stroke(80, 60)
+    for x, y in zip(np.linspace(80, 200, 20), np.linspace(60, 230, 20)):
+        c.extend_stroke(x, y)
+    c.end_stroke()
+    before = window.read_now()
+    calls = []
+    preprocess = preprocess_mod.preprocess
+    monkeypatch.setattr(preprocess_mod, "preprocess", lambda *a, **k: calls.append(1) or preprocess(*a, **k))
+    learning = MLP(MLPConfig(hidden=(16,)), 5)
+    window.set_reading_model(learning)
+    assert calls == []
+    after = window.reading
+    assert after.preprocessed is before.preprocessed and not after.blank
+    fresh = read_image(learning, c.bitmap())
+    np.testing.assert_allclose(after.probabilities, fresh.probabilities, rtol=1e-5, atol=1e-6)
+    assert len(after.activations) == 1 and after.activations[0].shape == (16,)
+    calls.clear()
+    c.begin_stroke(60, 200)  # the drawing changes: read through preprocessing again
+    c.extend_stroke(220, 200)
+    c.end_stroke()
+    assert calls and window.reading.preprocessed is not before.preprocessed
