@@ -163,6 +163,8 @@ class TrainWorker(QObject):
             QThread.currentThread().quit()
 
     def _run(self) -> None:
+        import superqt.utils  # noqa: F401  (Keep saves with a Job: imported here, not on the GUI thread at the end)
+
         mnist = self._mnist
         if mnist is None:
             mnist = data_mod.load_mnist(self._data_dir)
