@@ -148,3 +148,29 @@ def test_new_weights_reread_the_drawing_without_preprocessing_it_again(qtbot, wi
     c.extend_stroke(220, 200)
     c.end_stroke()
     assert calls and window.reading.preprocessed is not before.preprocessed
+
+
+def test_heatmaps_are_written_in_place_a_column_per_new_moment(qtbot, window, data):
+    from digitpad.qt.panes.training import heat_index
+
+    c = window.retrain
+    panes = c.panes
+    with qtbot.waitSignal(c.run_started, timeout=10000):
+        c.start(LONG, mnist=data)
+    qtbot.waitUntil(lambda: panes._heat.get("act") is not None and panes._heat["act"][1] >= 2, timeout=10000)
+    image = panes.act_images[0]
+    pixels, shape, rect = image.image, image.image.shape, image.boundingRect()
+    written = panes._heat["act"][1]
+    first = pixels[:, :written].copy()
+    assert (first > 0).all() and (pixels[:, written:] == 0).all()  # trained moments coloured, the rest clear
+    np.testing.assert_array_equal(first[:, 0], heat_index(c.history.act_hist[0, 0]))
+    qtbot.waitUntil(lambda: panes._heat["act"][1] > written + 3, timeout=10000)
+    assert image.image is pixels and image.image.shape == shape  # the same array, grown by nothing
+    assert image.boundingRect() == rect  # nor placed anew
+    np.testing.assert_array_equal(pixels[:, :written], first)  # earlier columns as they were
+    assert (pixels[:, written:panes._heat["act"][1]] > 0).all()
+    grad = panes.grad_images[-1]
+    assert grad.image.dtype == np.uint8 and grad.image.shape[1] == shape[1]
+    with qtbot.waitSignal(c.run_finished, timeout=5000):
+        c.stop()
+    assert image.qimage is not None or image.render() is None and image.qimage is not None

@@ -67,6 +67,19 @@ def _hist_display(counts: np.ndarray) -> np.ndarray:
     return np.log10(counts / total + HIST_FLOOR).astype(np.float32)
 
 
+def heat_lut() -> np.ndarray:
+    """(256, 4) uint8 RGBA: entry 0 transparent (a moment not yet trained), 1..255 the inferno colour map."""
+    colours = pg.colormap.get("inferno").getLookupTable(nPts=255, alpha=True)  # (255, 4)
+    return np.vstack([np.zeros((1, 4), np.uint8), colours.astype(np.uint8)])
+
+
+def heat_index(values: np.ndarray) -> np.ndarray:
+    """Histogram display values (log10 shares) -> uint8 entries 1..255 of ``heat_lut`` over ``HIST_LEVELS``."""
+    lo, hi = HIST_LEVELS
+    x = np.clip((np.asarray(values, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    return (1 + np.rint(x * 254)).astype(np.uint8)
+
+
 def _grow(a: np.ndarray, n: int) -> np.ndarray:
     """``a`` with room for at least ``n`` rows along axis -1 or 0 (whichever is the time axis: see callers)."""
     if a.shape[0] >= n:
@@ -438,6 +451,7 @@ class TrainingPanes(QWidget):
         self._turn = 0  # which group of plots the next refresh feeds
         self._seen = (-1, -1, -1, -1)
         self.event_lines: list[tuple] = []  # (plot, InfiniteLine): settings changed during the run
+        self._heat: dict = {}  # "act" / "grad" -> [pixels (L, bins, S) uint8, columns written]
         # a wider time axis reaches the plots one per turn of the event loop: re-laying out the
         # axes of all eleven plots at once held the GUI thread for ~50 ms
         self._x_span: tuple | None = None
@@ -501,6 +515,7 @@ class TrainingPanes(QWidget):
             curve.setData([], [])
         for image in (*self.act_images, *self.grad_images):
             image.clear()
+        self._heat = {}
         self._epochs = config.epochs
         self._set_x_span((0.0, x_span(0.0, self._epochs)), at_once=True)
         _set_range(self.loss_plot, y=(-2.0, 1.0))
@@ -552,7 +567,7 @@ class TrainingPanes(QWidget):
         self.grad_hist_plots, self.grad_images = [], []
         self.grad_norm_curves, self.update_ratio_curves, self.dead_curves = [], [], []
         colors = layer_colors(n_layers)
-        cmap = pg.colormap.get("inferno")
+        lut = heat_lut()
         for i in range(n_layers):
             pen = pg.mkPen(colors[i], width=2)
             name = layer_name(i, n_layers)
@@ -567,10 +582,8 @@ class TrainingPanes(QWidget):
                 if row == 0:
                     w.getPlotItem().hideAxis("bottom")  # the gradient heatmap below has the same time axis
                 w.title_color = colors[i]
-                image = pg.ImageItem(axisOrder="col-major")
-                image.setAutoDownsample(True)
-                image.setColorMap(cmap)
-                image.setLevels(HIST_LEVELS)
+                image = pg.ImageItem(axisOrder="row-major")  # (bins, moments): fed by _feed_heatmaps
+                image.setLookupTable(lut)
                 w.addItem(image)
                 w.setBackground(self.theme.background)
                 style_plot(w.getPlotItem(), self.theme)
@@ -767,20 +780,42 @@ class TrainingPanes(QWidget):
         low = max(0.0, math.floor(low * 10) / 10) if math.isfinite(low) else 0.0
         _set_range(self.accuracy_plot, y=(low, 1.0))
 
-    def _stats_span(self, h: TrainingHistory) -> tuple[np.ndarray, float, float]:
-        """Times of the statistics so far, and the x start and width of their heatmaps."""
-        t = h.stat_t[:h.n_stats]
-        return t, float(t[0]) - h.stats_dt, float(t[-1] - t[0]) + h.stats_dt
+    def _feed_heatmaps(self, kind: str, images: list, hist: np.ndarray, h: TrainingHistory, y_range) -> None:
+        """Write the statistics new since the last call into each layer's heatmap, a column per moment.
+
+        The image holds every moment the run will have (the history's room for statistics),
+        transparent until trained, and is placed once: each column spans ``stats_dt`` epochs
+        ending at its moment. So a redraw colours a few new columns in place; nothing is
+        rebuilt, resized or moved. ``y_range(i)`` is layer ``i``'s (low, high) bin edges.
+        """
+        n, layers = h.n_stats, min(h.n_layers, len(images))
+        state = self._heat.get(kind)
+        if state is None or state[0].shape[2] < n:  # a new run, or more moments than the room first made
+            done = 0 if state is None else state[1]
+            pixels = np.zeros((layers, hist.shape[2], max(len(h.stat_t), n)), np.uint8)  # (L, bins, S)
+            if state is not None:
+                pixels[:, :, :done] = state[0][:, :, :done]
+            state = self._heat[kind] = [pixels, done]
+            x0 = float(h.stat_t[0]) - h.stats_dt
+            for i in range(layers):
+                lo, hi = y_range(i)
+                images[i].setImage(pixels[i], autoLevels=False, levels=None)
+                images[i].setRect(QRectF(x0, lo, pixels.shape[2] * h.stats_dt, hi - lo))
+        pixels, done = state
+        if n > done:
+            pixels[:, :, done:n] = heat_index(hist[done:n, :layers]).transpose(1, 2, 0)  # (k, L, bins) -> (L, bins, k)
+            state[1] = n
+            for i in range(layers):
+                images[i].updateImage()
 
     def _refresh_activations(self, h: TrainingHistory) -> None:
         n = h.n_stats
         if n == 0:
             return
-        t, x0, width = self._stats_span(h)
+        t = h.stat_t[:n]
+        self._feed_heatmaps("act", self.act_images, h.act_hist, h,
+                            lambda i: (float(h.act_edges(i)[0]), float(h.act_edges(i)[-1])))
         for i in range(min(h.n_layers, len(self.act_images))):
-            edges = h.act_edges(i)
-            self.act_images[i].setImage(h.act_hist[:n, i], autoLevels=False)
-            self.act_images[i].setRect(QRectF(x0, float(edges[0]), width, float(edges[-1] - edges[0])))
             mean, std = h.act_mean[:n, i], h.act_std[:n, i]
             self.act_mean_curves[i].setData(t, mean)
             self.act_band_curves[i][0].setData(t, mean - std)
@@ -792,11 +827,10 @@ class TrainingPanes(QWidget):
         n = h.n_stats
         if n == 0:
             return
-        t, x0, width = self._stats_span(h)
+        t = h.stat_t[:n]
+        self._feed_heatmaps("grad", self.grad_images, h.grad_hist, h,
+                            lambda i: (float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
         for i in range(min(h.n_layers, len(self.grad_images))):
-            self.grad_images[i].setImage(h.grad_hist[:n, i], autoLevels=False)
-            self.grad_images[i].setRect(QRectF(x0, float(GRAD_LOG_EDGES[0]), width,
-                                               float(GRAD_LOG_EDGES[-1] - GRAD_LOG_EDGES[0])))
             self.grad_norm_curves[i].setData(t, h.grad_norm[:n, i])
             self.update_ratio_curves[i].setData(t, h.update_ratio[:n, i])
         d = decades(h.grad_norm[:n])
