@@ -110,7 +110,7 @@ def test_a_wider_time_axis_reaches_every_plot_one_turn_at_a_time(qtbot, window):
     panes.prepare(SMALL)
     plots = [*panes.time_plots, *panes.act_plots, *panes.grad_hist_plots]
     first = plots[0].ranges["x"]
-    assert all(w.ranges["x"] == first for w in plots)
+    qtbot.waitUntil(lambda: all(w.ranges["x"] == first for w in plots), timeout=2000)
     panes._set_x_span((0.0, 2.0))
     assert any(w.ranges["x"] == first for w in plots)  # not all in this turn of the event loop
     qtbot.waitUntil(lambda: all(w.ranges["x"] == (0.0, 2.0) for w in plots), timeout=2000)
@@ -174,3 +174,20 @@ def test_heatmaps_are_written_in_place_a_column_per_new_moment(qtbot, window, da
     with qtbot.waitSignal(c.run_finished, timeout=5000):
         c.stop()
     assert image.qimage is not None or image.render() is None and image.qimage is not None
+
+
+def test_a_new_run_on_the_same_layers_empties_the_plots_without_building_them_again(qtbot, window, data):
+    c = window.retrain
+    panes = c.panes
+    run_to_end(qtbot, c, SMALL, data)
+    plots = [*panes.time_plots, *panes.act_plots, *panes.grad_hist_plots]
+    before = list(plots)
+    titles = [w.getPlotItem().titleLabel.text for w in plots]
+    assert len(panes.loss_smooth.xData) > 0 and panes.act_images[0].image is not None
+    panes.prepare(SMALL)
+    assert [*panes.time_plots, *panes.act_plots, *panes.grad_hist_plots] == before
+    assert not len(panes.loss_smooth.xData if panes.loss_smooth.xData is not None else []) \
+        and panes.act_images[0].image is None and panes._heat == {}
+    assert [w.getPlotItem().titleLabel.text for w in plots] == titles
+    start = (0.0, panes._x_span[1])
+    qtbot.waitUntil(lambda: all(w.ranges["x"] == start for w in plots), timeout=2000)

@@ -505,19 +505,23 @@ class TrainingPanes(QWidget):
         then only sets what depends on the data (steps, digits).
         """
         sizes = tuple(config.model_config().layer_sizes)
-        if len(sizes) - 1 != len(self.act_plots):
+        rebuilt = len(sizes) - 1 != len(self.act_plots)
+        if rebuilt:
             self._build_layers(len(sizes) - 1)
         self._label_layers(sizes, config.activation)
         for curve in (self.loss_raw, self.loss_smooth, self.loss_epoch_train, self.loss_epoch_val,
                       self.acc_smooth, self.acc_epoch_train, self.acc_epoch_val,
                       *self.grad_norm_curves, *self.update_ratio_curves, *self.dead_curves,
                       *self.act_mean_curves, *[c for pair in self.act_band_curves for c in pair]):
-            curve.setData([], [])
+            if curve.xData is not None and len(curve.xData):  # (an empty plot is not repainted for nothing)
+                curve.setData([], [])
         for image in (*self.act_images, *self.grad_images):
-            image.clear()
+            if image.image is not None:
+                image.clear()
         self._heat = {}
         self._epochs = config.epochs
-        self._set_x_span((0.0, x_span(0.0, self._epochs)), at_once=True)
+        # new plots take the first span at once; the last run's plots, emptied, a plot per turn
+        self._set_x_span((0.0, x_span(0.0, self._epochs)), at_once=rebuilt)
         _set_range(self.loss_plot, y=(-2.0, 1.0))
         _set_range(self.accuracy_plot, y=(0.0, 1.0))
         _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
@@ -624,7 +628,6 @@ class TrainingPanes(QWidget):
                 w.setToolTip(f"{layer_name(i, n)}: {sizes[i]} → {sizes[i + 1]}; each column is a moment of "
                              "training, brightness the share of values in that band; white: mean ± spread")
             edges = ACT_EDGES[activation] if hidden else LOGIT_EDGES
-            self.act_plots[i].ranges.pop("y", None)
             _set_range(self.act_plots[i], y=(float(edges[0]), float(edges[-1])))
             _set_range(self.grad_hist_plots[i], y=(float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
         self._fit_layer_titles()
@@ -651,7 +654,9 @@ class TrainingPanes(QWidget):
     def _title(self, w: pg.PlotWidget, text: str) -> None:
         w.title_text = text
         color = w.title_color or self.theme.foreground
-        w.getPlotItem().setTitle(text, size="9pt", color=color)
+        if getattr(w, "title_shown", None) != (text, color):  # a title set again re-lays out its plot
+            w.title_shown = (text, color)
+            w.getPlotItem().setTitle(text, size="9pt", color=color)
 
     def apply_theme(self, theme: Theme) -> None:
         """Recolour backgrounds, axes and titles for ``theme`` (a digitpad.qt.panes.Theme)."""
