@@ -52,7 +52,7 @@ from digitpad.qt.train_dialog import DataPanel, TrainSettings
 from digitpad.qt.worker import Job, RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
-REFRESH_MS = 80  # panes redraw pace (12.5 Hz, a third of the plots each time), whatever the step rate
+REFRESH_MS = 120  # panes redraw pace (8.3 Hz, a third of the plots each time: each ~3 Hz), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
 SETTINGS_WIDTH = 370  # pixels: the settings column's default width
