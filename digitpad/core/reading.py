@@ -2,7 +2,8 @@
 
 The one read path of digitpad: the window's panes, the "Why this answer" overlay and
 ``digitpad predict`` all read through ``read_image`` (a canvas bitmap or a picture) or
-``read_input`` (an MNIST-style 28x28 digit). A ``Reading`` is a frozen dataclass of plain
+``read_input`` (an MNIST-style 28x28 digit); ``reread`` reads the same input with new
+weights (a network that is learning) without preprocessing it again. A ``Reading`` is a frozen dataclass of plain
 arrays that keeps what preprocessing did (``preprocessed``) and every layer of the
 forward pass (``trace``), so whatever explains the answer needs no second pass.
 Probabilities are the softmax of the logits divided by the model's calibration
@@ -91,6 +92,12 @@ def read_input(model: MLP | None, image28: np.ndarray, temperature: float = 1.0,
         image28=image28, blank=False, temperature=temperature, label=label,
         preprocessed=preprocessed, trace=t,
     )
+
+
+def reread(model: MLP | None, reading: Reading, temperature: float = 1.0) -> Reading:
+    """``reading``'s input read by ``model`` (new weights, the same drawing), without preprocessing it again."""
+    return read_input(model, reading.image28, temperature, blank=reading.blank, label=reading.label,
+                      preprocessed=reading.preprocessed)
 
 
 def read_image(model: MLP | None, image: np.ndarray, temperature: float = 1.0, label: str = "") -> Reading:

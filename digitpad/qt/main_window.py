@@ -53,7 +53,7 @@ from PySide6.QtWidgets import (
 
 from digitpad.core import model_io
 from digitpad.core.mlp import MLP
-from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, read_image, read_input
+from digitpad.core.reading import DEFAULT_THRESHOLD, Reading, blank_reading, read_image, read_input, reread
 from digitpad.qt.canvas import BITMAP_SIZE, DEFAULT_PEN_WIDTH, PEN_WIDTH_RANGE, Canvas
 from digitpad.qt.draw import DrawPage
 from digitpad.qt.evaluate import EvaluateController, EvaluatePage
@@ -641,10 +641,18 @@ class MainWindow(QMainWindow):
             self.settings.setValue("model/last", str(self.current_model_path))
 
     def set_reading_model(self, model: MLP | None) -> None:
-        """Read the canvas with ``model`` (e.g. the network being trained); None goes back to the current model."""
+        """Read the canvas with ``model`` (e.g. the network being trained); None goes back to the current model.
+
+        The drawing has not changed, so its preprocessed input is read again as it is (a network
+        that is learning is re-read a few times a second); with a read still due it is read anew.
+        """
         self._reading_override = model
         self._sync_layers()
-        self.read_now()
+        if self._read_timer.isActive() or self.reading.preprocessed is None:
+            self.read_now()
+            return
+        self._last_read = time.perf_counter()
+        self._show_reading(reread(self.reading_model, self.reading, self._reading_temperature()))
 
     @property
     def reading_model(self) -> MLP | None:
@@ -728,7 +736,7 @@ class MainWindow(QMainWindow):
         self._read_timer.stop()
         self._last_read = time.perf_counter()
         model = self.reading_model
-        temperature = model_io.model_temperature(self.current_metadata) if self._reading_override is None else 1.0
+        temperature = self._reading_temperature()
         if self._external_input is not None:
             image28, label = self._external_input
             reading = read_input(model, image28, temperature, label=label)
@@ -740,6 +748,9 @@ class MainWindow(QMainWindow):
             reading = read_image(model, self.canvas.bitmap(), temperature)
         self._show_reading(reading)
         return reading
+
+    def _reading_temperature(self) -> float:
+        return model_io.model_temperature(self.current_metadata) if self._reading_override is None else 1.0
 
     def show_input(self, image28: np.ndarray, label: str = "") -> Reading:
         """Show an MNIST-style 28x28 digit as if it had been drawn, and read it."""

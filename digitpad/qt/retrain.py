@@ -11,12 +11,13 @@ while the network learns.
 ``TrainController(window)`` owns a run: settings -> ``TrainConfig`` -> MNIST located ->
 ``TrainWorker`` in a ``QThread`` -> records drained by a GUI timer into a ``TrainingHistory``
 -> dashboard redrawn, canvas read with the newest weights, the mode bar's progress moved ->
-test accuracy measured in the worker -> Keep (saved atomically in the user's models folder,
-becomes the current model) or Revert. A run goes on whichever page is shown.
+test accuracy measured in the worker -> Keep (saved atomically in the user's models folder by
+a background job, then the current model) or Revert. A run goes on whichever page is shown.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from pathlib import Path
@@ -48,10 +49,10 @@ from digitpad.qt.panes.inference import ProbabilitiesPane
 from digitpad.qt.panes.training import ResultPanel, TrainingHistory, TrainingPanes
 from digitpad.qt.panes.weights import WeightsPane
 from digitpad.qt.train_dialog import DataPanel, TrainSettings
-from digitpad.qt.worker import RunInfo, RunOutcome, TrainWorker, release_thread
+from digitpad.qt.worker import Job, RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
-REFRESH_MS = 80  # panes redraw pace (12.5 Hz, a third of the plots each time), whatever the step rate
+REFRESH_MS = 120  # panes redraw pace (8.3 Hz, a third of the plots each time: each ~3 Hz), whatever the step rate
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
 SETTINGS_WIDTH = 370  # pixels: the settings column's default width
@@ -260,8 +261,11 @@ class TrainController(QObject):
         self._drew_last_tick = False
         self.redraw_pending = False  # the end of a run's last plots are still being fed, a group per turn
         self._config = None
+        self._weights_info = None  # the run the Weights tab still has to be made ready for (RunInfo), or None
         self._waiting_config = None  # (config, start's hooks): asked to start while MNIST was missing
-        self._then_close = False  # "Keep and quit" during a run: keep when it ends, then close
+        self._then_close = False  # "Keep and quit": keep (when the run ends), then close once it is saved
+        self.saving = False  # Keep was asked for and the model file is still being written
+        self._save_job: Job | None = None  # that save (kept until its thread has ended)
 
         self.action_retrain = QAction("&Retrain…", self)
         self.action_retrain.setObjectName("action_retrain")
@@ -292,6 +296,7 @@ class TrainController(QObject):
         p.result_panel.keep_requested.connect(self.keep)
         p.result_panel.revert_requested.connect(self.revert)
         p.data_panel.found.connect(self._on_data_found)
+        p.dashboard.currentChanged.connect(self._configure_weights)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
@@ -359,7 +364,7 @@ class TrainController(QObject):
         Returns False when a run is already going or MNIST is missing (the page then shows
         how to get it, and the run starts once it is there).
         """
-        if self._running or self._closing:
+        if self._running or self._closing or self.saving:
             return False
         if mnist is None and data_dir is None:
             data_dir = self.locate_data()
@@ -422,7 +427,8 @@ class TrainController(QObject):
             return
         self.history = TrainingHistory(info)
         self.panes.configure(info)
-        self.page.weights.configure(info)
+        self._weights_info = info  # the Weights tab is built for the run when it is first shown (~0.1 s of widgets)
+        self._configure_weights()
         self.page.live_box.set_run(info.config)
         self.timer.start()
         self._status(f"Training {'-'.join(map(str, info.layer_sizes))} {info.config.activation}: "
@@ -451,10 +457,8 @@ class TrainController(QObject):
         else:
             self._status(f"Training done: test accuracy {outcome.test_accuracy:.2%}. Keep or revert?")
         self.run_finished.emit(outcome)
-        if self._then_close:
+        if self._then_close and not self.keep():
             self._then_close = False
-            if self.keep() is not None:
-                self.window.close()
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -526,10 +530,25 @@ class TrainController(QObject):
         more = False
         if everything or page.dashboard.currentWidget() is self.panes:
             more = self.panes.refresh(h)
-        if (everything or page.dashboard.currentWidget() is page.weights) and h.latest_weights is not None \
-                and page.weights.step != h.latest_weights_step:
-            page.weights.show_weights(h.latest_weights[0], h.latest_weights_step)
+        if page.dashboard.currentWidget() is page.weights or (everything and self._weights_info is None):
+            self._show_weights(h)
         return more
+
+    def _show_weights(self, h: TrainingHistory) -> None:
+        weights = self.page.weights
+        if self._weights_info is None and h.latest_weights is not None and weights.step != h.latest_weights_step:
+            weights.show_weights(h.latest_weights[0], h.latest_weights_step)
+
+    @Slot()
+    def _configure_weights(self) -> None:
+        """Build the Weights tab for the run once it is shown (a hidden tab costs nothing at the start)."""
+        page = self.page
+        if self._weights_info is None or page.dashboard.currentWidget() is not page.weights:
+            return
+        page.weights.configure(self._weights_info)
+        self._weights_info = None
+        if self.history is not None:
+            self._show_weights(self.history)
 
     def _redraw_rest(self) -> None:
         """The end of a run: every plot fed its last data, a group per turn of the event loop (never one long stall)."""
@@ -592,41 +611,73 @@ class TrainController(QObject):
         return model_io.free_path(model_io.user_models_dir(), f"digitpad-{time.strftime('%Y%m%d-%H%M%S')}")
 
     @Slot()
-    def keep(self) -> Path | None:
-        """Save the new model in the user's models folder and make it the current model."""
+    def keep(self) -> bool:
+        """Save the new model in the user's models folder, in the background; once saved it becomes the
+        current model and ``kept`` carries its path. False when there is nothing to keep or it is being saved.
+
+        Compressing and writing the file takes ~0.1 s, too long for the GUI thread. Until it is
+        done the new model stays offered (Keep and Revert wait); a save that fails says so on the
+        page and leaves the current model as it was.
+        """
         o = self.outcome
-        if o is None:
-            return None
+        if o is None or self.saving:
+            return False
         res = o.result
         metrics = {"test_accuracy": o.test_accuracy, "val_accuracy": res.best_val_accuracy,
                    "best_epoch": res.best_epoch, "epochs_done": res.epochs_done, "steps": res.steps,
                    "train_seconds": round(res.seconds, 2)}
         metadata = model_io.build_metadata(o.model, train_config=o.config.to_dict(), seed=o.config.seed,
                                            metrics=metrics, stopped=o.stopped, diverged=o.diverged)
-        try:
+
+        def save(progress, cancelled) -> Path:  # in a worker thread
             path = model_io.save_model(self._model_path(), o.model, metadata)
-        except (OSError, model_io.ModelFileError) as e:
-            self.page.result_panel.label.setText(f'<b style="color:#ef4444">Could not save the model:</b> {e}')
-            return None
+            if o.run_folder is not None:
+                try:
+                    runs.set_kept(o.run_folder, path)
+                except (OSError, ValueError) as e:  # the model is kept all the same
+                    log.warning("the run history could not note the kept model: %s", e)
+            return path
+
+        panel = self.page.result_panel
+        panel.keep_button.setEnabled(False)
+        panel.revert_button.setEnabled(False)
+        self._status("Saving the new model…")
+        self.saving = True
+        self._save_job = Job(save, lambda path: self._kept(o, metadata, path), self._keep_failed,
+                             on_finished=self._save_ended, expected=(OSError, model_io.ModelFileError))
+        return True
+
+    def _save_ended(self) -> None:
+        if self._save_job is not None and self._save_job.finished:
+            self._save_job = None
+
+    def _kept(self, o: RunOutcome, metadata: dict, path: Path) -> None:
+        self.saving = False
         self.outcome = None
         self.page.result_panel.hide()
         self.page.pending_note.hide()
         self.window.mode_bar.set_progress(None)
         self.window.set_model(o.model, metadata, path)
         self.window.set_reading_model(None)
-        if o.run_folder is not None:
-            try:
-                runs.set_kept(o.run_folder, path)
-            except (OSError, ValueError) as e:  # the model is kept all the same
-                log.warning("the run history could not note the kept model: %s", e)
         self._status(f"New model kept: {path}", 8000)
         self.kept.emit(str(path))
-        return path
+        if self._then_close:
+            self._then_close = False
+            self.window.close()
+
+    def _keep_failed(self, message: str) -> None:
+        self.saving = False
+        self._then_close = False  # quitting would lose the new model: the window stays
+        panel = self.page.result_panel
+        panel.label.setText(f'<b style="color:#ef4444">Could not save the model:</b> {html.escape(message)}')
+        panel.keep_button.setEnabled(self.outcome is not None and self.outcome.model.is_finite())
+        panel.revert_button.setEnabled(True)
+        self._status(f"The new model was not saved: {message}", 8000)
 
     @Slot()
     def revert(self) -> None:
-        """Throw the new model away; the canvas is read with the current model again."""
-        if self.outcome is None:
+        """Throw the new model away; the canvas is read with the current model again (not while Keep saves it)."""
+        if self.outcome is None or self.saving:
             return
         self.outcome = None
         self.page.result_panel.hide()
@@ -638,12 +689,12 @@ class TrainController(QObject):
 
     def keep_and_close(self) -> None:
         """Quitting with "Keep and quit": keep the finished run now, or stop the run and keep it when it ends."""
+        self._then_close = True  # closed once the model is saved (or left open if the save fails)
         if self._running:
-            self._then_close = True
             self.stop()
             self._status("Stopping the run to keep it, then quitting…")
-        elif self.keep() is not None:
-            self.window.close()
+        elif not self.keep() and not self.saving:
+            self._then_close = False
 
     def shutdown(self) -> None:
         """The window is closing: abandon the run without saving; never destroy a thread that still runs.
@@ -655,6 +706,8 @@ class TrainController(QObject):
         self._closing = True
         self._then_close = False
         self.timer.stop()
+        if self._save_job is not None:  # a model being kept is written out before the window goes
+            Job.wait_all()
         self.page.data_panel.shutdown()
         if self._worker is not None:
             self._worker.abandon()

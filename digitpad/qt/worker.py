@@ -27,6 +27,8 @@ import traceback
 from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
+from superqt.utils import WorkerBase, thread_worker  # with the app: on first use it held the GUI thread
+#                                                      ~0.1 s (at Keep, or while a run went, if imported by it)
 
 from digitpad.core import data as data_mod
 from digitpad.core.mlp import MLP
@@ -237,8 +239,6 @@ class Job:
 
     def __init__(self, fn, on_done, on_failed, on_progress=None, on_finished=None, cancelled_by: tuple = (),
                  expected: tuple = ()):
-        from superqt.utils import thread_worker
-
         self.finished = False
         self._on_finished = on_finished
         self._cancel = threading.Event()
@@ -281,8 +281,6 @@ class Job:
     @staticmethod
     def wait_all(msecs: int = 10000) -> None:
         """Wait for every job in the pool to end (the window is closing; cancel them first)."""
-        from superqt.utils import WorkerBase
-
         try:
             WorkerBase.await_workers(msecs)
         except RuntimeError:  # still blocked (a stalled read, say): it ends on its own, the window does not wait

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QGridLayout,
@@ -65,6 +65,19 @@ def _hist_display(counts: np.ndarray) -> np.ndarray:
     """Counts -> log10 of each bin's share of the values, floored at ``HIST_FLOOR``."""
     total = max(int(counts.sum()), 1)
     return np.log10(counts / total + HIST_FLOOR).astype(np.float32)
+
+
+def heat_lut() -> np.ndarray:
+    """(256, 4) uint8 RGBA: entry 0 transparent (a moment not yet trained), 1..255 the inferno colour map."""
+    colours = pg.colormap.get("inferno").getLookupTable(nPts=255, alpha=True)  # (255, 4)
+    return np.vstack([np.zeros((1, 4), np.uint8), colours.astype(np.uint8)])
+
+
+def heat_index(values: np.ndarray) -> np.ndarray:
+    """Histogram display values (log10 shares) -> uint8 entries 1..255 of ``heat_lut`` over ``HIST_LEVELS``."""
+    lo, hi = HIST_LEVELS
+    x = np.clip((np.asarray(values, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    return (1 + np.rint(x * 254)).astype(np.uint8)
 
 
 def _grow(a: np.ndarray, n: int) -> np.ndarray:
@@ -438,6 +451,15 @@ class TrainingPanes(QWidget):
         self._turn = 0  # which group of plots the next refresh feeds
         self._seen = (-1, -1, -1, -1)
         self.event_lines: list[tuple] = []  # (plot, InfiniteLine): settings changed during the run
+        self._heat: dict = {}  # "act" / "grad" -> [pixels (L, bins, S) uint8, columns written]
+        # a wider time axis reaches the plots one per turn of the event loop: re-laying out the
+        # axes of all eleven plots at once held the GUI thread for ~50 ms
+        self._x_span: tuple | None = None
+        self._x_due: list[pg.PlotWidget] = []  # plots still showing the previous span
+        self._x_timer = QTimer(self)
+        self._x_timer.setSingleShot(True)
+        self._x_timer.setInterval(0)
+        self._x_timer.timeout.connect(self._widen_next)
         self.apply_theme(theme)
 
     # ---- layout ------------------------------------------------------------------------
@@ -483,20 +505,23 @@ class TrainingPanes(QWidget):
         then only sets what depends on the data (steps, digits).
         """
         sizes = tuple(config.model_config().layer_sizes)
-        if len(sizes) - 1 != len(self.act_plots):
+        rebuilt = len(sizes) - 1 != len(self.act_plots)
+        if rebuilt:
             self._build_layers(len(sizes) - 1)
         self._label_layers(sizes, config.activation)
         for curve in (self.loss_raw, self.loss_smooth, self.loss_epoch_train, self.loss_epoch_val,
                       self.acc_smooth, self.acc_epoch_train, self.acc_epoch_val,
                       *self.grad_norm_curves, *self.update_ratio_curves, *self.dead_curves,
                       *self.act_mean_curves, *[c for pair in self.act_band_curves for c in pair]):
-            curve.setData([], [])
+            if curve.xData is not None and len(curve.xData):  # (an empty plot is not repainted for nothing)
+                curve.setData([], [])
         for image in (*self.act_images, *self.grad_images):
-            image.clear()
+            if image.image is not None:
+                image.clear()
+        self._heat = {}
         self._epochs = config.epochs
-        span = (0.0, x_span(0.0, self._epochs))
-        for w in (*self.time_plots, *self.act_plots, *self.grad_hist_plots):
-            _set_range(w, x=span)
+        # new plots take the first span at once; the last run's plots, emptied, a plot per turn
+        self._set_x_span((0.0, x_span(0.0, self._epochs)), at_once=rebuilt)
         _set_range(self.loss_plot, y=(-2.0, 1.0))
         _set_range(self.accuracy_plot, y=(0.0, 1.0))
         _set_range(self.grad_norm_plot, y=(-4.0, 0.0))
@@ -546,7 +571,7 @@ class TrainingPanes(QWidget):
         self.grad_hist_plots, self.grad_images = [], []
         self.grad_norm_curves, self.update_ratio_curves, self.dead_curves = [], [], []
         colors = layer_colors(n_layers)
-        cmap = pg.colormap.get("inferno")
+        lut = heat_lut()
         for i in range(n_layers):
             pen = pg.mkPen(colors[i], width=2)
             name = layer_name(i, n_layers)
@@ -561,10 +586,8 @@ class TrainingPanes(QWidget):
                 if row == 0:
                     w.getPlotItem().hideAxis("bottom")  # the gradient heatmap below has the same time axis
                 w.title_color = colors[i]
-                image = pg.ImageItem(axisOrder="col-major")
-                image.setAutoDownsample(True)
-                image.setColorMap(cmap)
-                image.setLevels(HIST_LEVELS)
+                image = pg.ImageItem(axisOrder="row-major")  # (bins, moments): fed by _feed_heatmaps
+                image.setLookupTable(lut)
                 w.addItem(image)
                 w.setBackground(self.theme.background)
                 style_plot(w.getPlotItem(), self.theme)
@@ -584,7 +607,7 @@ class TrainingPanes(QWidget):
             for i in range(n_layers)))
         self.grad_key.setToolTip("One line per weight layer, from the input side to the output: "
                                  + ", ".join(layer_name(i, n_layers) for i in range(n_layers)))
-        _set_range(self.grad_norm_plot, x=self.loss_plot.ranges.get("x"))
+        self._x_span = None  # the new plots take the span at once (prepare follows)
 
     def _label_layers(self, sizes: tuple, activation: str) -> None:
         n = len(sizes) - 1
@@ -605,7 +628,6 @@ class TrainingPanes(QWidget):
                 w.setToolTip(f"{layer_name(i, n)}: {sizes[i]} → {sizes[i + 1]}; each column is a moment of "
                              "training, brightness the share of values in that band; white: mean ± spread")
             edges = ACT_EDGES[activation] if hidden else LOGIT_EDGES
-            self.act_plots[i].ranges.pop("y", None)
             _set_range(self.act_plots[i], y=(float(edges[0]), float(edges[-1])))
             _set_range(self.grad_hist_plots[i], y=(float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
         self._fit_layer_titles()
@@ -632,7 +654,9 @@ class TrainingPanes(QWidget):
     def _title(self, w: pg.PlotWidget, text: str) -> None:
         w.title_text = text
         color = w.title_color or self.theme.foreground
-        w.getPlotItem().setTitle(text, size="9pt", color=color)
+        if getattr(w, "title_shown", None) != (text, color):  # a title set again re-lays out its plot
+            w.title_shown = (text, color)
+            w.getPlotItem().setTitle(text, size="9pt", color=color)
 
     def apply_theme(self, theme: Theme) -> None:
         """Recolour backgrounds, axes and titles for ``theme`` (a digitpad.qt.panes.Theme)."""
@@ -668,7 +692,7 @@ class TrainingPanes(QWidget):
                     self._refresh_epochs(history)
                 if len(history.events) * 2 != len(self.event_lines):
                     self._mark_events(history)
-                self._refresh_ranges(history)
+                self._refresh_ranges(history, everything)
                 seen_steps, seen_epochs = history.steps_version, history.epochs_version
             elif part == 1:
                 self._refresh_activations(history)
@@ -727,13 +751,29 @@ class TrainingPanes(QWidget):
         self.acc_epoch_train.setData(span, across(np.array([r.train_accuracy for r in e], float)))
         self.acc_epoch_val.setData(t, np.array([r.val_accuracy for r in e]))
 
-    def _refresh_ranges(self, h: TrainingHistory) -> None:
+    def _set_x_span(self, span: tuple, at_once: bool = False) -> None:
+        """Show ``span`` (epochs) on every time axis: at once, or a plot per turn of the event loop."""
+        if span != self._x_span:
+            self._x_span = span
+            self._x_due = [*self.time_plots, *self.act_plots, *self.grad_hist_plots]
+        if at_once:
+            self._x_timer.stop()
+            while self._x_due:
+                _set_range(self._x_due.pop(0), x=span)
+        elif self._x_due and not self._x_timer.isActive():
+            self._x_timer.start()
+
+    def _widen_next(self) -> None:
+        if self._x_due:
+            _set_range(self._x_due.pop(0), x=self._x_span)
+        if self._x_due:
+            self._x_timer.start()
+
+    def _refresh_ranges(self, h: TrainingHistory, everything: bool = False) -> None:
         n = h.n_steps
         if n == 0:
             return
-        span = (0.0, x_span(float(h.step_t[n - 1]), self._epochs))
-        for w in (*self.time_plots, *self.act_plots, *self.grad_hist_plots):
-            _set_range(w, x=span)
+        self._set_x_span((0.0, x_span(float(h.step_t[n - 1]), self._epochs)), at_once=everything)
         val_loss = [r.val_loss for r in h.epochs]
         d = decades(h.loss_smooth[:n], val_loss, floor=1e-4)
         if d is not None:
@@ -745,20 +785,42 @@ class TrainingPanes(QWidget):
         low = max(0.0, math.floor(low * 10) / 10) if math.isfinite(low) else 0.0
         _set_range(self.accuracy_plot, y=(low, 1.0))
 
-    def _stats_span(self, h: TrainingHistory) -> tuple[np.ndarray, float, float]:
-        """Times of the statistics so far, and the x start and width of their heatmaps."""
-        t = h.stat_t[:h.n_stats]
-        return t, float(t[0]) - h.stats_dt, float(t[-1] - t[0]) + h.stats_dt
+    def _feed_heatmaps(self, kind: str, images: list, hist: np.ndarray, h: TrainingHistory, y_range) -> None:
+        """Write the statistics new since the last call into each layer's heatmap, a column per moment.
+
+        The image holds every moment the run will have (the history's room for statistics),
+        transparent until trained, and is placed once: each column spans ``stats_dt`` epochs
+        ending at its moment. So a redraw colours a few new columns in place; nothing is
+        rebuilt, resized or moved. ``y_range(i)`` is layer ``i``'s (low, high) bin edges.
+        """
+        n, layers = h.n_stats, min(h.n_layers, len(images))
+        state = self._heat.get(kind)
+        if state is None or state[0].shape[2] < n:  # a new run, or more moments than the room first made
+            done = 0 if state is None else state[1]
+            pixels = np.zeros((layers, hist.shape[2], max(len(h.stat_t), n)), np.uint8)  # (L, bins, S)
+            if state is not None:
+                pixels[:, :, :done] = state[0][:, :, :done]
+            state = self._heat[kind] = [pixels, done]
+            x0 = float(h.stat_t[0]) - h.stats_dt
+            for i in range(layers):
+                lo, hi = y_range(i)
+                images[i].setImage(pixels[i], autoLevels=False, levels=None)
+                images[i].setRect(QRectF(x0, lo, pixels.shape[2] * h.stats_dt, hi - lo))
+        pixels, done = state
+        if n > done:
+            pixels[:, :, done:n] = heat_index(hist[done:n, :layers]).transpose(1, 2, 0)  # (k, L, bins) -> (L, bins, k)
+            state[1] = n
+            for i in range(layers):
+                images[i].updateImage()
 
     def _refresh_activations(self, h: TrainingHistory) -> None:
         n = h.n_stats
         if n == 0:
             return
-        t, x0, width = self._stats_span(h)
+        t = h.stat_t[:n]
+        self._feed_heatmaps("act", self.act_images, h.act_hist, h,
+                            lambda i: (float(h.act_edges(i)[0]), float(h.act_edges(i)[-1])))
         for i in range(min(h.n_layers, len(self.act_images))):
-            edges = h.act_edges(i)
-            self.act_images[i].setImage(h.act_hist[:n, i], autoLevels=False)
-            self.act_images[i].setRect(QRectF(x0, float(edges[0]), width, float(edges[-1] - edges[0])))
             mean, std = h.act_mean[:n, i], h.act_std[:n, i]
             self.act_mean_curves[i].setData(t, mean)
             self.act_band_curves[i][0].setData(t, mean - std)
@@ -770,11 +832,10 @@ class TrainingPanes(QWidget):
         n = h.n_stats
         if n == 0:
             return
-        t, x0, width = self._stats_span(h)
+        t = h.stat_t[:n]
+        self._feed_heatmaps("grad", self.grad_images, h.grad_hist, h,
+                            lambda i: (float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
         for i in range(min(h.n_layers, len(self.grad_images))):
-            self.grad_images[i].setImage(h.grad_hist[:n, i], autoLevels=False)
-            self.grad_images[i].setRect(QRectF(x0, float(GRAD_LOG_EDGES[0]), width,
-                                               float(GRAD_LOG_EDGES[-1] - GRAD_LOG_EDGES[0])))
             self.grad_norm_curves[i].setData(t, h.grad_norm[:n, i])
             self.update_ratio_curves[i].setData(t, h.update_ratio[:n, i])
         d = decades(h.grad_norm[:n])
