@@ -207,16 +207,3 @@ def cross_entropy_step(logits: np.ndarray, labels: np.ndarray) -> tuple[float, i
     logits[rows, labels] -= 1.0
     logits *= logits.dtype.type(1.0 / n)
     return loss, correct
-
-
-def cross_entropy_grad(logits: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Gradient of the mean cross-entropy with respect to the logits: (softmax - onehot) / N.
-
-    ``out=logits`` overwrites the logits with it; without ``out`` a new array is returned.
-    """
-    if out is None:
-        out = np.array(logits, dtype=np.result_type(logits, np.float32))
-    elif out is not logits:
-        np.copyto(out, logits)
-    cross_entropy_step(out, np.asarray(labels, dtype=np.intp))
-    return out
