@@ -94,19 +94,17 @@ def layer_stats(model: MLP, probe: np.ndarray, grads, updates=None, ws: Workspac
         ``updates[i]`` is the change this step made to ``weights[i]`` (the optimiser's own
         buffer, so nothing is copied), for the update-to-weight ratio.
     ws : Workspace, optional
-        Buffers for P digits: the probe goes through the training forward pass in them
-        (no dropout), allocating nothing; without, through ``model.trace``.
+        Buffers for the P probe digits, reused at every call (the trainer keeps one); the
+        probe goes through the training forward pass in them, without dropout.
 
     Returns
     -------
     tuple of LayerStats, one per weight layer
     """
-    if ws is not None:
-        model.forward_train(probe, ws)
-        outs = ws.outs  # hidden outputs, then the logits
-    else:
-        trace = model.trace(probe)
-        outs = [*trace.activations, trace.logits]
+    if ws is None:
+        ws = Workspace.for_model(model, len(probe))
+    model.forward_train(probe, ws)
+    outs = ws.outs  # hidden outputs, then the logits
     act = model.config.activation
     stats = []
     for i in range(model.n_layers):

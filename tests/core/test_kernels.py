@@ -143,23 +143,25 @@ def test_without_numba_training_falls_back_to_numpy(tmp_path):
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
 def test_statistics_through_the_training_buffers_match_the_trace(activation):
     from digitpad.core.mlp import MLP, MLPConfig, Workspace
-    from digitpad.core.stats import gradient_stats, layer_stats
+    from digitpad.core.stats import ACT_EDGES, LOGIT_EDGES, dead_fraction, gradient_stats, histogram, layer_stats
 
     rng = np.random.default_rng(6)
     model = MLP(MLPConfig(hidden=(64, 32), activation=activation), 1)
     probe = rng.random((40, 784), dtype=f32)
     grads = gradient_stats([w * f32(1e-3) for w in model.weights], [b + f32(1e-4) for b in model.biases])
-    traced = layer_stats(model, probe, grads)
-    ws = Workspace.for_model(model, len(probe))
-    buffered = layer_stats(model, probe, grads, ws=ws)
-    assert len(traced) == len(buffered) == 3
-    for a, b in zip(traced, buffered):
-        assert a.act_mean == pytest.approx(b.act_mean, rel=1e-5, abs=1e-7)
-        assert a.act_std == pytest.approx(b.act_std, rel=1e-5, abs=1e-7)
-        assert a.dead_fraction == b.dead_fraction
-        assert a.act_hist.sum() == b.act_hist.sum()
-        assert np.abs(a.act_hist - b.act_hist).max() <= 1  # a value on a bin edge may round either way
-    assert traced[0].act_hist.sum() == 40 * 64
+    trace = model.trace(probe)
+    traced = [*trace.activations, trace.logits]
+    buffered = layer_stats(model, probe, grads, ws=Workspace.for_model(model, len(probe)))
+    assert len(buffered) == 3
+    for i, (out, b) in enumerate(zip(traced, buffered)):
+        hidden = i < 2
+        assert float(out.mean()) == pytest.approx(b.act_mean, rel=1e-5, abs=1e-7)
+        assert float(out.std()) == pytest.approx(b.act_std, rel=1e-5, abs=1e-7)
+        assert (dead_fraction(activation, out) if hidden else 0.0) == b.dead_fraction
+        a_hist = histogram(out, ACT_EDGES[activation] if hidden else LOGIT_EDGES)
+        assert a_hist.sum() == b.act_hist.sum()
+        assert np.abs(a_hist - b.act_hist).max() <= 1  # a value on a bin edge may round either way
+    assert buffered[0].act_hist.sum() == 40 * 64
 
 
 def test_a_run_with_the_compiled_step_is_repeatable_bit_for_bit(jit):
