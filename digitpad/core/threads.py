@@ -6,6 +6,11 @@ program, the app's own drawing thread) wants a core: its threads wait for each o
 by spinning. ``BlasThreads`` tries the candidate thread counts for a few steps now and
 then, keeps the fastest, and tries the loser again later (less often the more clearly it
 lost), so training stays fast whether or not the machine is busy.
+
+threadpoolctl (3.8 on) lets only one thread, the first to set a limit, change a shared
+OpenBLAS pool's size, and ignores the others without a word. Training runs in a new
+thread each time (the app's worker, a fine-tune), so every switch here first makes the
+calling thread the one in control, then reads back the count the library really has.
 """
 
 from __future__ import annotations
@@ -54,8 +59,14 @@ class BlasThreads:
 
     def _set(self, n: int) -> None:
         if n != self.current:
-            self._controller.limit(limits=n)
-            self.current = n
+            self._limit(n)
+
+    def _limit(self, n: int) -> None:
+        """Set the BLAS to ``n`` threads from this thread; ``current`` is what it then really has."""
+        take_control()
+        self._controller.limit(limits=n)
+        counts = [lib.num_threads for lib in getattr(self._controller, "lib_controllers", ())]
+        self.current = max(counts, default=n)
 
     def start_step(self) -> None:
         """Call before the compute of a step: switches threads when a probe is due."""
@@ -101,6 +112,17 @@ class BlasThreads:
     def restore(self) -> None:
         """Give the BLAS back the thread count it had before training."""
         if self._controller is not None and self._original is not None:
-            self._controller.limit(limits=self._original)
-            self.current = self._original
+            self._limit(self._original)
+
+
+def take_control() -> None:
+    """Let the calling thread set the size of OpenBLAS's shared pool (threadpoolctl gives that to
+    one thread only: the first that set a limit). Training threads take turns: one run at a time."""
+    try:
+        from threadpoolctl import OpenBLASController
+    except ImportError:  # an older threadpoolctl: any thread may set limits
+        return
+    clear = getattr(OpenBLASController, "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
 

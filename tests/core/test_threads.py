@@ -74,3 +74,31 @@ def test_fixed_count_never_probes(monkeypatch):
         t._controller = real
         t.restore()
     assert blas_threads() == before
+
+
+def test_a_training_thread_sets_the_count_after_another_thread_did():
+    """threadpoolctl lets only the first thread that set a limit change OpenBLAS's shared pool and
+    ignores the others silently; each run trains in a new thread, so BlasThreads takes control."""
+    import threading
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    threadpool_limits(limits=max(before), user_api="blas")  # this thread sets a limit first
+    seen = {}
+
+    def train():
+        t = BlasThreads(fixed=1)
+        seen["during"], seen["current"] = blas_threads(), t.current
+        t.restore()
+        seen["after"] = blas_threads()
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    worker.join()
+    assert set(seen["during"]) <= {1} and seen["current"] == 1
+    assert seen["after"] == before
+    assert blas_threads() == before
