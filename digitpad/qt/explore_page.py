@@ -445,6 +445,8 @@ class ExploreController(QObject):
         self.digit_map: explore.DigitMap | None = None
         self.map_model: MLP | None = None
         self.map_stale = True
+        self._layers_stale = False  # the model changed while the page was hidden: its lab rebuilds when shown
+        self._reading_stale = False  # a reading came while hidden: the map and the lab catch up when shown
         self.off: dict[int, set[int]] = {}
         self.edited: MLP | None = None
         self.lab_accuracy: float | None = None
@@ -535,7 +537,14 @@ class ExploreController(QObject):
         self.window.show_page(self.window.train_page)
 
     def open(self) -> None:
-        """The page is shown: fill in what is missing (the data view, a map of the current model)."""
+        """The page is shown: fill in what is missing (the data view, a map of the current model), and
+        catch up with the model and the drawing it did not follow while hidden."""
+        if self._layers_stale:
+            self._sync_layers()
+            self._mark()
+            self._reading_stale = True  # the rebuilt layers are empty
+        if self._reading_stale:
+            self._on_reading(self.window.reading)
         if self.summaries is None:
             self._run("data", lambda mnist, pr, ca: (explore.class_summary(mnist.train_images, mnist.train_labels),
                                                      explore.class_summary(mnist.test_images, mnist.test_labels)),
@@ -621,7 +630,13 @@ class ExploreController(QObject):
         self._on_reading(self.window.reading)
         self.map_ready.emit(m)
 
+    def _shown(self) -> bool:
+        return self.window.current_page() is self.page
+
     def _on_reading(self, reading) -> None:
+        self._reading_stale = not self._shown()  # hidden: the map and the lab follow when the page is shown
+        if self._reading_stale:
+            return
         m = self.digit_map
         if m is None or reading.blank or not reading.activations:
             self.page.map.set_drawing(None)
@@ -636,18 +651,22 @@ class ExploreController(QObject):
         self.off.clear()
         self.edited = None
         self.base_accuracy = self.lab_accuracy = None
-        self._sync_layers()
+        self._sync_layers(grids=self._shown())  # hidden: the grids are rebuilt when the page is shown
         self._mark()
         self.map_stale = True
-        if self.window.current_page() is self.page:
+        if self._shown():
             self.compute_map(self.digit_map.method if self.digit_map is not None else "pca")
 
     # ---- the lab ---------------------------------------------------------------------------------
 
-    def _sync_layers(self) -> None:
+    def _sync_layers(self, grids: bool = True) -> None:
+        """The lab's layer choice follows the current model, and with ``grids`` its activation grids
+        (rebuilding those is the costly part, left for when the page is shown)."""
         m = self.window.current_model
         sizes = m.config.hidden if m is not None else ()
-        self.page.lab_activations.set_layers(sizes, m.config.activation if m is not None else "relu")
+        self._layers_stale = not grids
+        if grids:
+            self.page.lab_activations.set_layers(sizes, m.config.activation if m is not None else "relu")
         layer = self.page.lab_layer
         layer.clear()
         layer.addItems([f"{i + 1} ({n} units)" for i, n in enumerate(sizes)])

@@ -9,6 +9,7 @@ from PySide6.QtTest import QTest
 
 from digitpad.core import model_io, runs
 from digitpad.core.explore import ROBUSTNESS_LEVELS
+from digitpad.core.mlp import MLP, MLPConfig
 from tests.qt.test_retrain import synthetic_mnist
 
 
@@ -90,6 +91,7 @@ def test_switching_units_off_changes_the_reading_and_reset_brings_it_back(window
     assert w.reading_model is c.edited and w.reading_model is not w.current_model
     assert not np.allclose(w.reading.probabilities, before, atol=1e-3)
     assert len(w.activations.crosses[0].data) == n  # crossed out on the Draw page's grid as well
+    w.show_page(w.explore_page)  # the lab's grid follows the model once its page is shown
     assert len(w.explore_page.lab_activations.crosses[0].data) == n
     assert "test accuracy" in w.explore_page.lab_summary.text() and c.lab_accuracy < c.base_accuracy
     w.explore_page.reset_button.click()
@@ -183,3 +185,20 @@ def test_a_new_model_ends_the_lab_and_reads_with_the_new_model(window, qtbot, un
     assert w.reading_model is w.current_model and w.explore.off == {} and w.explore.edited is None
     assert [w.explore_page.lab_layer.itemText(i) for i in range(2)] == ["1 (32 units)", "2 (16 units)"]
     assert len(w.activations.crosses[0].data) == 0
+
+
+def test_the_hidden_page_catches_up_with_the_model_and_the_drawing_when_shown(window, small):
+    """While another page is shown, Explore's lab does no work for each new model or reading
+    (a run's kept model, every stroke); it rebuilds and re-reads once it is shown."""
+    w = window
+    lab = w.explore_page.lab_activations
+    w.show_page(w.draw_page)
+    w.set_model(MLP(MLPConfig(hidden=(24, 12)), rng=3))
+    w.show_input(small.test_images[1] / 255.0, "a test digit")
+    assert w.explore._layers_stale and w.explore._reading_stale
+    assert lab._sizes != (24, 12)  # not rebuilt yet
+    w.show_page(w.explore_page)
+    assert not w.explore._layers_stale and not w.explore._reading_stale
+    assert lab._sizes == (24, 12) and len(lab.images) == 2
+    assert w.explore_page.lab_layer.count() == 2
+    assert "reads" in w.explore_page.lab_summary.text()
