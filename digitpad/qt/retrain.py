@@ -52,7 +52,10 @@ from digitpad.qt.train_dialog import DataPanel, TrainSettings
 from digitpad.qt.worker import Job, RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
-REFRESH_MS = 120  # panes redraw pace (8.3 Hz, a third of the plots each time: each ~3 Hz), whatever the step rate
+REFRESH_MS = 120  # fastest redraw pace (8.3 Hz, a third of the plots each time: each ~3 Hz), whatever the step rate
+SLOWEST_MS = 480  # slowest pace, on a machine where drawing is dear
+REST_MS = 20  # at the end of a run, the plots' last data come a group per this pause (each painted on its own)
+BUSY_SHARE = 0.08  # the pace slows when the window's thread was busier than this share of the last interval
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
 SETTINGS_WIDTH = 370  # pixels: the settings column's default width
@@ -259,6 +262,7 @@ class TrainController(QObject):
         self._reading_version = 0
         self._reading_time = 0.0
         self._drew_last_tick = False
+        self._pace_at = (time.monotonic(), time.thread_time())  # (wall, GUI-thread CPU) at the last tick
         self.redraw_pending = False  # the end of a run's last plots are still being fed, a group per turn
         self._config = None
         self._weights_info = None  # the run the Weights tab still has to be made ready for (RunInfo), or None
@@ -301,6 +305,10 @@ class TrainController(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(self.refresh)
+        self._rest_timer = QTimer(self)  # the end of a run: the next group of plots fed after a pause
+        self._rest_timer.setSingleShot(True)
+        self._rest_timer.setInterval(REST_MS)
+        self._rest_timer.timeout.connect(self._redraw_rest)
         self.panes.prepare(self.page.settings_form.config())  # axes and heatmaps ready before the first run
 
     # ---- state -----------------------------------------------------------------------------
@@ -378,6 +386,8 @@ class TrainController(QObject):
             self.revert()
         self._join_thread()
         self._config = config
+        self._rest_timer.stop()  # the last run's plots still being fed: the new run empties them anyway
+        self.redraw_pending = False
         self.history = None
         self._reading_version = 0
         worker = TrainWorker(config, mnist=mnist, data_dir=data_dir, old_model=self.window.current_model,
@@ -430,6 +440,8 @@ class TrainController(QObject):
         self._weights_info = info  # the Weights tab is built for the run when it is first shown (~0.1 s of widgets)
         self._configure_weights()
         self.page.live_box.set_run(info.config)
+        self.timer.setInterval(REFRESH_MS)
+        self._pace_at = (time.monotonic(), time.thread_time())
         self.timer.start()
         self._status(f"Training {'-'.join(map(str, info.layer_sizes))} {info.config.activation}: "
                      f"{info.total_steps:,} steps")
@@ -439,8 +451,9 @@ class TrainController(QObject):
     def _on_finished(self, outcome: RunOutcome) -> None:
         if self.sender() is not self._worker or self._closing:
             return
-        self.refresh()  # every record was queued before this signal: none is lost
-        self._redraw_rest()
+        self._drain()  # every record was queued before this signal: none is lost
+        self.redraw_pending = True  # the plots take their last data a group at a time, after this turn
+        self._rest_timer.start()
         self._end_run()
         self.outcome = outcome
         self.window.set_reading_model(outcome.model)
@@ -500,9 +513,8 @@ class TrainController(QObject):
         worker = self._worker
         if worker is None or self.history is None:
             return
-        records = worker.take_records()
-        if records:
-            self.history.add(records)
+        self._pace()
+        self._drain()
         h = self.history
         now = time.monotonic()
         reading_due = (h.weights_version != self._reading_version
@@ -520,6 +532,26 @@ class TrainController(QObject):
                 r = h.latest
                 self.window.mode_bar.set_progress(r.step / max(r.total_steps, 1),
                                                   f"training: step {r.step:,} of {r.total_steps:,}")
+
+    def _drain(self) -> None:
+        """Move the worker's new records into the history."""
+        records = self._worker.take_records() if self._worker is not None else None
+        if records:
+            self.history.add(records)
+
+    def _pace(self) -> None:
+        """Slow the redraws down when the window's thread was busy (drawing, painting, reading the
+        canvas) more than ``BUSY_SHARE`` of the last interval, and speed them up again when it was
+        not: on a slow machine the run keeps its cores and the window stays free for the user."""
+        wall, cpu = time.monotonic(), time.thread_time()
+        then_wall, then_cpu = self._pace_at
+        self._pace_at = (wall, cpu)
+        if wall - then_wall <= 0:
+            return
+        share = (cpu - then_cpu) / (wall - then_wall)
+        now = self.timer.interval()
+        wanted = now * share / BUSY_SHARE  # the interval at which the same work would be BUSY_SHARE
+        self.timer.setInterval(int(min(max(0.5 * now + 0.5 * wanted, REFRESH_MS), SLOWEST_MS)))
 
     def _redraw_visible(self, h: TrainingHistory, everything: bool = False) -> bool:
         """Feed the dashboard tab that is shown (none while another page is; they catch up when shown), or
@@ -554,8 +586,8 @@ class TrainController(QObject):
         """The end of a run: every plot fed its last data, a group per turn of the event loop (never one long stall)."""
         h = self.history
         self.redraw_pending = h is not None and self._redraw_visible(h, everything=True)
-        if self.redraw_pending:
-            QTimer.singleShot(0, lambda: self.history is h and self._redraw_rest())
+        if self.redraw_pending:  # after a pause: the group's paint, and the window's other events, come first
+            self._rest_timer.start()
 
     # ---- settings changed while it trains -----------------------------------------------------
 

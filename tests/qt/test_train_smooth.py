@@ -186,6 +186,8 @@ def test_a_new_run_on_the_same_layers_empties_the_plots_without_building_them_ag
     assert len(panes.loss_smooth.xData) > 0 and panes.act_images[0].image is not None
     panes.prepare(SMALL)
     assert [*panes.time_plots, *panes.act_plots, *panes.grad_hist_plots] == before
+    assert panes._empty_due  # emptied a group of plots per turn, not all in one
+    qtbot.waitUntil(lambda: not panes._empty_due, timeout=2000)
     assert not len(panes.loss_smooth.xData if panes.loss_smooth.xData is not None else []) \
         and panes.act_images[0].image is None and panes._heat == {}
     assert [w.getPlotItem().titleLabel.text for w in plots] == titles

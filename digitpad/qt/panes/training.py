@@ -460,6 +460,11 @@ class TrainingPanes(QWidget):
         self._x_timer.setSingleShot(True)
         self._x_timer.setInterval(0)
         self._x_timer.timeout.connect(self._widen_next)
+        self._empty_due: list = []  # groups of the last run's series still to empty (see prepare)
+        self._empty_timer = QTimer(self)
+        self._empty_timer.setSingleShot(True)
+        self._empty_timer.setInterval(15)  # ms: each group's plots painted before the next is emptied
+        self._empty_timer.timeout.connect(self._empty_next)
         self.apply_theme(theme)
 
     # ---- layout ------------------------------------------------------------------------
@@ -509,15 +514,17 @@ class TrainingPanes(QWidget):
         if rebuilt:
             self._build_layers(len(sizes) - 1)
         self._label_layers(sizes, config.activation)
-        for curve in (self.loss_raw, self.loss_smooth, self.loss_epoch_train, self.loss_epoch_val,
-                      self.acc_smooth, self.acc_epoch_train, self.acc_epoch_val,
-                      *self.grad_norm_curves, *self.update_ratio_curves, *self.dead_curves,
-                      *self.act_mean_curves, *[c for pair in self.act_band_curves for c in pair]):
-            if curve.xData is not None and len(curve.xData):  # (an empty plot is not repainted for nothing)
-                curve.setData([], [])
-        for image in (*self.act_images, *self.grad_images):
-            if image.image is not None:
-                image.clear()
+        # the last run's series are emptied a group of plots per turn of the event loop (all at
+        # once, the window repainted every plot in one go); ``configure`` empties what is left
+        self._empty_due = [
+            (self.loss_raw, self.loss_smooth, self.loss_epoch_train, self.loss_epoch_val,
+             self.acc_smooth, self.acc_epoch_train, self.acc_epoch_val),
+            (*self.act_images, *self.act_mean_curves, *[c for pair in self.act_band_curves for c in pair]),
+            tuple(self.dead_curves),
+            tuple(self.grad_images),
+            (*self.grad_norm_curves, *self.update_ratio_curves),
+        ]
+        self._empty_next()
         self._heat = {}
         self._epochs = config.epochs
         # new plots take the first span at once; the last run's plots, emptied, a plot per turn
@@ -533,8 +540,24 @@ class TrainingPanes(QWidget):
         self._prepared = config
         self._seen = (-1, -1, -1, -1)
 
+    def _empty_next(self, everything: bool = False) -> None:
+        """Empty the next group of the last run's series (with ``everything``, all that are left)."""
+        while self._empty_due:
+            for item in self._empty_due.pop(0):
+                if isinstance(item, pg.ImageItem):
+                    if item.image is not None:
+                        item.clear()
+                elif item.xData is not None and len(item.xData):  # (an empty plot is not repainted for nothing)
+                    item.setData([], [])
+            if not everything:
+                break
+        if self._empty_due and not everything:
+            self._empty_timer.start()
+
     def configure(self, info) -> None:
         """Ready the panes for the run ``info`` describes (a worker.RunInfo)."""
+        self._empty_timer.stop()
+        self._empty_next(everything=True)
         if _layout_of(getattr(self, "_prepared", None)) != _layout_of(info.config):
             self.prepare(info.config)  # (the run's own statistics pace alone changes nothing on screen)
         self._prepared = None
