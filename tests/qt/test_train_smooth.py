@@ -193,3 +193,30 @@ def test_a_new_run_on_the_same_layers_empties_the_plots_without_building_them_ag
     assert [w.getPlotItem().titleLabel.text for w in plots] == titles
     start = (0.0, panes._x_span[1])
     qtbot.waitUntil(lambda: all(w.ranges["x"] == start for w in plots), timeout=2000)
+
+
+def test_the_redraw_pace_slows_when_the_window_is_busy_and_recovers(window, monkeypatch):
+    """The dashboard's timer lengthens while the GUI thread is busier than BUSY_SHARE, within
+    [REFRESH_MS, SLOWEST_MS], and comes back to REFRESH_MS once the thread is quiet again."""
+    from digitpad.qt import retrain
+
+    c = window.retrain
+    clock = {"wall": 100.0, "cpu": 5.0}
+    monkeypatch.setattr(retrain.time, "monotonic", lambda: clock["wall"])
+    monkeypatch.setattr(retrain.time, "thread_time", lambda: clock["cpu"])
+    c.timer.setInterval(retrain.REFRESH_MS)
+    c._pace_at = (clock["wall"], clock["cpu"])
+
+    def tick(busy_share):
+        dt = c.timer.interval() / 1000
+        clock["wall"] += dt
+        clock["cpu"] += busy_share * dt
+        c._pace()
+        return c.timer.interval()
+
+    slower = [tick(0.30) for _ in range(8)]  # drawing costs 30% of the thread at the fastest pace
+    assert slower[0] > retrain.REFRESH_MS and slower == sorted(slower)
+    assert slower[-1] == retrain.SLOWEST_MS  # capped: the plots still move
+    quiet = [tick(0.01) for _ in range(8)]
+    assert quiet[-1] == retrain.REFRESH_MS
+    assert tick(retrain.BUSY_SHARE) == retrain.REFRESH_MS  # at the share itself it stays fast
