@@ -52,10 +52,10 @@ from digitpad.qt.train_dialog import DataPanel, TrainSettings
 from digitpad.qt.worker import Job, RunInfo, RunOutcome, TrainWorker, release_thread
 
 DATA_DIR_KEY = "data/dir"
-REFRESH_MS = 120  # fastest redraw pace (8.3 Hz, a third of the plots each time: each ~3 Hz), whatever the step rate
-SLOWEST_MS = 480  # slowest pace, on a machine where drawing is dear
+REFRESH_MS = 80  # fastest redraw pace (two or three plots each time: the curves every other tick), whatever the step rate
+SLOWEST_MS = 240  # slowest pace, on a machine where drawing is dear
 REST_MS = 20  # at the end of a run, the plots' last data come a group per this pause (each painted on its own)
-BUSY_SHARE = 0.08  # the pace slows when the window's thread was busier than this share of the last interval
+BUSY_SHARE = 0.10  # the pace slows when the window's thread was busier than this share of the last interval
 READING_MS = 250  # the canvas is re-read with new weights at most this often
 SHUTDOWN_WAIT_MS = 2000  # a closing window waits this long for the last step, then leaves the thread to end
 SETTINGS_WIDTH = 370  # pixels: the settings column's default width

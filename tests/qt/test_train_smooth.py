@@ -157,18 +157,18 @@ def test_heatmaps_are_written_in_place_a_column_per_new_moment(qtbot, window, da
     panes = c.panes
     with qtbot.waitSignal(c.run_started, timeout=10000):
         c.start(LONG, mnist=data)
-    qtbot.waitUntil(lambda: panes._heat.get("act") is not None and panes._heat["act"][1] >= 2, timeout=10000)
+    qtbot.waitUntil(lambda: panes._heat.get("act") is not None and panes._heat["act"][1][0] >= 2, timeout=10000)
     image = panes.act_images[0]
     pixels, shape, rect = image.image, image.image.shape, image.boundingRect()
-    written = panes._heat["act"][1]
+    written = panes._heat["act"][1][0]
     first = pixels[:, :written].copy()
     assert (first > 0).all() and (pixels[:, written:] == 0).all()  # trained moments coloured, the rest clear
     np.testing.assert_array_equal(first[:, 0], heat_index(c.history.act_hist[0, 0]))
-    qtbot.waitUntil(lambda: panes._heat["act"][1] > written + 3, timeout=10000)
+    qtbot.waitUntil(lambda: panes._heat["act"][1][0] > written + 3, timeout=10000)
     assert image.image is pixels and image.image.shape == shape  # the same array, grown by nothing
     assert image.boundingRect() == rect  # nor placed anew
     np.testing.assert_array_equal(pixels[:, :written], first)  # earlier columns as they were
-    assert (pixels[:, written:panes._heat["act"][1]] > 0).all()
+    assert (pixels[:, written:panes._heat["act"][1][0]] > 0).all()
     grad = panes.grad_images[-1]
     assert grad.image.dtype == np.uint8 and grad.image.shape[1] == shape[1]
     with qtbot.waitSignal(c.run_finished, timeout=5000):

@@ -448,8 +448,9 @@ class TrainingPanes(QWidget):
         self.update_ratio_curves: list = []
         self.dead_curves: list = []
         self._epochs = 1
-        self._turn = 0  # which group of plots the next refresh feeds
-        self._seen = (-1, -1, -1, -1)
+        self._turn = 0  # where the next refresh looks first for a group other than the curves
+        self._curves_next = True  # the curves and the other groups alternate
+        self._seen = {}  # group of plots -> the history's version it was last fed
         self.event_lines: list[tuple] = []  # (plot, InfiniteLine): settings changed during the run
         self._heat: dict = {}  # "act" / "grad" -> [pixels (L, bins, S) uint8, columns written]
         # a wider time axis reaches the plots one per turn of the event loop: re-laying out the
@@ -538,7 +539,7 @@ class TrainingPanes(QWidget):
             plot.removeItem(line)
         self.event_lines = []
         self._prepared = config
-        self._seen = (-1, -1, -1, -1)
+        self._seen = {}  # group of plots -> the history's version it was last fed
 
     def _empty_next(self, everything: bool = False) -> None:
         """Empty the next group of the last run's series (with ``everything``, all that are left)."""
@@ -564,7 +565,7 @@ class TrainingPanes(QWidget):
         self.progress.setRange(0, max(info.total_steps, 1))
         self.progress.setValue(0)
         self.set_progress_text(f"starting: {info.n_train:,} training digits, {info.total_steps:,} steps")
-        self._seen = (-1, -1, -1, -1)
+        self._seen = {}  # group of plots -> the history's version it was last fed
 
     def set_progress_text(self, text: str) -> None:
         """What the progress bar stands for, in the label above it (the bar's own format too, for readers)."""
@@ -609,7 +610,7 @@ class TrainingPanes(QWidget):
                 if row == 0:
                     w.getPlotItem().hideAxis("bottom")  # the gradient heatmap below has the same time axis
                 w.title_color = colors[i]
-                image = pg.ImageItem(axisOrder="row-major")  # (bins, moments): fed by _feed_heatmaps
+                image = pg.ImageItem(axisOrder="row-major")  # (bins, moments): fed by _feed_heatmap
                 image.setLookupTable(lut)
                 w.addItem(image)
                 w.setBackground(self.theme.background)
@@ -693,42 +694,54 @@ class TrainingPanes(QWidget):
     # ---- every timer tick ------------------------------------------------------------------
 
     def refresh(self, history: TrainingHistory, everything: bool = False) -> bool:
-        """Feed the items whose series changed since they were last fed, one group per call;
-        True when another group is still due.
+        """Feed one group of plots whose series changed since it was last fed; True when another
+        group is still due.
 
-        The groups (loss and progress; activations; gradients) take turns, so each timer
-        tick repaints a third of the plots and the GUI thread is never busy for long.
-        ``everything`` feeds every group at once (the end of a run).
+        The groups are small (the loss and accuracy curves with the progress bar; one layer's
+        activation and gradient heatmaps; the dead units with the gradient and update lines),
+        so a timer tick repaints two or three plots and the GUI thread is never busy for long. The curves come every other call, the other groups take turns in between.
+        ``everything`` (the end of a run) keeps the turns but lets the time axes jump at once.
         """
-        seen_steps, seen_epochs, seen_act, seen_grad = self._seen
-        curves_due = history.steps_version != seen_steps or history.epochs_version != seen_epochs
-        due = [curves_due, history.stats_version != seen_act, history.stats_version != seen_grad]
-        start = self._turn
-        for k in range(3):
-            part = (start + k) % 3
-            if not due[part]:
-                continue
-            if part == 0:
-                if history.steps_version != seen_steps:
-                    self._refresh_steps(history)
-                if history.epochs_version != seen_epochs:
-                    self._refresh_epochs(history)
-                if len(history.events) * 2 != len(self.event_lines):
-                    self._mark_events(history)
-                self._refresh_ranges(history, everything)
-                seen_steps, seen_epochs = history.steps_version, history.epochs_version
-            elif part == 1:
-                self._refresh_activations(history)
-                seen_act = history.stats_version
-            else:
-                self._refresh_gradients(history)
-                seen_grad = history.stats_version
-            self._turn = (part + 1) % 3
-            due[part] = False
-            if not everything:
-                break
-        self._seen = (seen_steps, seen_epochs, seen_act, seen_grad)
-        return any(due)
+        parts = self._parts(history)
+        due = [p for p in parts if self._seen.get(p) != self._version(p, history)]
+        if not due:
+            return False
+        if "curves" in due and (self._curves_next or len(due) == 1):
+            part = "curves"
+        else:
+            others = [p for p in parts if p != "curves"]
+            start = self._turn % max(len(others), 1)
+            part = next(p for p in others[start:] + others[:start] if p in due)
+            self._turn = others.index(part) + 1
+        self._curves_next = part != "curves"
+        self._feed(part, history, everything)
+        self._seen[part] = self._version(part, history)
+        return len(due) > 1
+
+    def _parts(self, h: TrainingHistory) -> list:
+        layers = min(h.n_layers, len(self.act_images))
+        return ["curves", *[("layer", i) for i in range(layers)], "lines"]
+
+    @staticmethod
+    def _version(part, h: TrainingHistory):
+        return (h.steps_version, h.epochs_version, len(h.events)) if part == "curves" else h.stats_version
+
+    def _feed(self, part, h: TrainingHistory, everything: bool) -> None:
+        if part == "curves":
+            steps, epochs, _ = self._seen.get("curves", (-1, -1, -1))
+            if h.steps_version != steps:
+                self._refresh_steps(h)
+            if h.epochs_version != epochs:
+                self._refresh_epochs(h)
+            if len(h.events) * 2 != len(self.event_lines):
+                self._mark_events(h)
+            self._refresh_ranges(h, everything)
+        elif part == "lines":
+            self._refresh_dead(h)
+            self._refresh_gradient_lines(h)
+        else:
+            self._refresh_activations(h, part[1])
+            self._refresh_gradients(h, part[1])
 
     def _refresh_steps(self, h: TrainingHistory) -> None:
         n = h.n_steps
@@ -808,21 +821,22 @@ class TrainingPanes(QWidget):
         low = max(0.0, math.floor(low * 10) / 10) if math.isfinite(low) else 0.0
         _set_range(self.accuracy_plot, y=(low, 1.0))
 
-    def _feed_heatmaps(self, kind: str, images: list, hist: np.ndarray, h: TrainingHistory, y_range) -> None:
-        """Write the statistics new since the last call into each layer's heatmap, a column per moment.
+    def _feed_heatmap(self, kind: str, images: list, hist: np.ndarray, h: TrainingHistory, y_range,
+                      layer: int) -> None:
+        """Write layer ``layer``'s statistics new since its last call into its heatmap, a column per moment.
 
-        The image holds every moment the run will have (the history's room for statistics),
-        transparent until trained, and is placed once: each column spans ``stats_dt`` epochs
+        The images hold every moment the run will have (the history's room for statistics),
+        transparent until trained, and are placed once: each column spans ``stats_dt`` epochs
         ending at its moment. So a redraw colours a few new columns in place; nothing is
         rebuilt, resized or moved. ``y_range(i)`` is layer ``i``'s (low, high) bin edges.
         """
         n, layers = h.n_stats, min(h.n_layers, len(images))
         state = self._heat.get(kind)
         if state is None or state[0].shape[2] < n:  # a new run, or more moments than the room first made
-            done = 0 if state is None else state[1]
+            done = np.zeros(layers, int) if state is None else state[1]  # columns written, per layer
             pixels = np.zeros((layers, hist.shape[2], max(len(h.stat_t), n)), np.uint8)  # (L, bins, S)
             if state is not None:
-                pixels[:, :, :done] = state[0][:, :, :done]
+                pixels[:, :, :state[0].shape[2]] = state[0]
             state = self._heat[kind] = [pixels, done]
             x0 = float(h.stat_t[0]) - h.stats_dt
             for i in range(layers):
@@ -830,35 +844,46 @@ class TrainingPanes(QWidget):
                 images[i].setImage(pixels[i], autoLevels=False, levels=None)
                 images[i].setRect(QRectF(x0, lo, pixels.shape[2] * h.stats_dt, hi - lo))
         pixels, done = state
-        if n > done:
-            pixels[:, :, done:n] = heat_index(hist[done:n, :layers]).transpose(1, 2, 0)  # (k, L, bins) -> (L, bins, k)
-            state[1] = n
-            for i in range(layers):
-                images[i].updateImage()
+        if layer < layers and n > done[layer]:
+            pixels[layer, :, done[layer]:n] = heat_index(hist[done[layer]:n, layer]).T  # (k, bins) -> (bins, k)
+            done[layer] = n
+            images[layer].updateImage()
 
-    def _refresh_activations(self, h: TrainingHistory) -> None:
+    def _refresh_activations(self, h: TrainingHistory, i: int) -> None:
+        """Layer ``i``'s activation heatmap with its mean and spread."""
         n = h.n_stats
         if n == 0:
             return
         t = h.stat_t[:n]
-        self._feed_heatmaps("act", self.act_images, h.act_hist, h,
-                            lambda i: (float(h.act_edges(i)[0]), float(h.act_edges(i)[-1])))
-        for i in range(min(h.n_layers, len(self.act_images))):
-            mean, std = h.act_mean[:n, i], h.act_std[:n, i]
-            self.act_mean_curves[i].setData(t, mean)
-            self.act_band_curves[i][0].setData(t, mean - std)
-            self.act_band_curves[i][1].setData(t, mean + std)
-            if i < h.n_layers - 1:
-                self.dead_curves[i].setData(t, h.dead_fraction[:n, i])
+        self._feed_heatmap("act", self.act_images, h.act_hist, h,
+                           lambda j: (float(h.act_edges(j)[0]), float(h.act_edges(j)[-1])), i)
+        mean, std = h.act_mean[:n, i], h.act_std[:n, i]
+        self.act_mean_curves[i].setData(t, mean)
+        self.act_band_curves[i][0].setData(t, mean - std)
+        self.act_band_curves[i][1].setData(t, mean + std)
 
-    def _refresh_gradients(self, h: TrainingHistory) -> None:
+    def _refresh_dead(self, h: TrainingHistory) -> None:
         n = h.n_stats
         if n == 0:
             return
         t = h.stat_t[:n]
-        self._feed_heatmaps("grad", self.grad_images, h.grad_hist, h,
-                            lambda i: (float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])))
-        for i in range(min(h.n_layers, len(self.grad_images))):
+        for i in range(min(h.n_layers - 1, len(self.dead_curves))):
+            self.dead_curves[i].setData(t, h.dead_fraction[:n, i])
+
+    def _refresh_gradients(self, h: TrainingHistory, i: int) -> None:
+        """Layer ``i``'s gradient heatmap."""
+        if h.n_stats == 0:
+            return
+        self._feed_heatmap("grad", self.grad_images, h.grad_hist, h,
+                           lambda j: (float(GRAD_LOG_EDGES[0]), float(GRAD_LOG_EDGES[-1])), i)
+
+    def _refresh_gradient_lines(self, h: TrainingHistory) -> None:
+        """Every layer's gradient norm and update ratio, and the sentence comparing the layers."""
+        n = h.n_stats
+        if n == 0:
+            return
+        t = h.stat_t[:n]
+        for i in range(min(h.n_layers, len(self.grad_norm_curves))):
             self.grad_norm_curves[i].setData(t, h.grad_norm[:n, i])
             self.update_ratio_curves[i].setData(t, h.update_ratio[:n, i])
         d = decades(h.grad_norm[:n])
