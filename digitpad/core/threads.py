@@ -21,10 +21,12 @@ import time
 class BlasThreads:
     """Times training steps under each candidate BLAS thread count and keeps the fastest."""
 
-    def __init__(self, fixed: int = 0, probe_steps: int = 6, period: int = 200, max_period: int = 6400):
+    def __init__(self, fixed: int = 0, probe_steps: int = 6, period: int = 200, max_period: int = 6400,
+                 abort_ratio: float = 2.0):
         """``fixed`` > 0 pins that many threads for the whole run (bit-for-bit repeatable runs:
         OpenBLAS may sum a product in another order with another thread count); 0 chooses."""
         self.probe_steps = probe_steps
+        self.abort_ratio = abort_ratio  # a probed step this many times slower than another count's median ends its probe
         self.period = period
         self.max_period = max_period
         self._controller = None
@@ -73,8 +75,12 @@ class BlasThreads:
         if not self.candidates:
             return
         if not self._plan and self._steps_to_probe <= 0:
-            # probe every candidate for probe_steps (+1 warm-up step after each switch)
-            self._plan = [n for n in self.candidates for _ in range(self.probe_steps + 1)]
+            # probe every candidate for probe_steps (+1 warm-up step after each switch): first the
+            # count in use (one thread before the first probe: it never spins against another
+            # program), so a candidate that turns out clearly slower can be cut short
+            first = self.best if self._times else 1
+            order = [first] + [n for n in self.candidates if n != first]
+            self._plan = [n for n in order for _ in range(self.probe_steps + 1)]
             self._times = {n: [] for n in self.candidates}
         if self._plan:
             n = self._plan[0]
@@ -91,6 +97,12 @@ class BlasThreads:
             n = self._plan.pop(0)
             if not self._warm:
                 self._times[n].append(dt)
+                others = [sorted(t)[len(t) // 2] for m, t in self._times.items() if m != n and t]
+                if others and dt > self.abort_ratio * min(others):
+                    # clearly slower than a count already timed (two threads spinning against
+                    # another program can be ten times slower): its remaining probe steps are dropped
+                    while self._plan and self._plan[0] == n:
+                        self._plan.pop(0)
             if not self._plan:
                 self._decide()
         else:

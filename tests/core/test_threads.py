@@ -39,15 +39,35 @@ def run_steps(t, clock, n, cost):
         t.end_step()
 
 
+def run_counting(t, clock, n, cost):
+    """Run ``n`` steps; how many ran with each thread count."""
+    used = {}
+    for _ in range(n):
+        t.start_step()
+        used[t.current] = used.get(t.current, 0) + 1
+        clock.now += cost[t.current]
+        t.end_step()
+    return used
+
+
 def test_keeps_one_thread_when_two_are_slow_and_retries_later(monkeypatch):
     t, clock = make(monkeypatch, probe_steps=3, period=10)
-    run_steps(t, clock, 8, {2: 0.010, 1: 0.002})  # one probe: 4 steps each count
+    slow_two = {2: 0.010, 1: 0.002}
+    used = run_counting(t, clock, 6, slow_two)  # the first probe: one thread first (4 steps), then two
+    assert used == {1: 4, 2: 2}  # two threads cut short after one timed step five times slower
     assert t.best == 1 and t.current == 1
     assert t._steps_to_probe == 20  # clear loss: the next probe of 2 threads comes twice as late
-    run_steps(t, clock, 20, {2: 0.010, 1: 0.002})
-    assert t.current == 1
-    run_steps(t, clock, 8, {2: 0.001, 1: 0.002})  # the machine got quiet: two threads win again
+    assert run_counting(t, clock, 20, slow_two) == {1: 20}
+    used = run_counting(t, clock, 8, {2: 0.001, 1: 0.002})  # the machine got quiet: two threads win again
+    assert used == {1: 4, 2: 4}
     assert t.best == 2 and t.current == 2
+
+
+def test_a_close_call_probes_every_step_of_both_counts(monkeypatch):
+    t, clock = make(monkeypatch, probe_steps=3, period=10)
+    used = run_counting(t, clock, 8, {2: 0.0019, 1: 0.002})
+    assert used == {1: 4, 2: 4}  # no count was clearly slower: nothing cut short
+    assert t.best == 2 and t._steps_to_probe == 10
 
 
 def test_fixed_count_never_probes(monkeypatch):
