@@ -371,6 +371,7 @@ def test_train_epoch_means_span_their_epoch(open_window, qtbot, data):
     c = w.retrain
     with qtbot.waitSignal(c.run_finished, timeout=20000):
         c.start(SMALL, mnist=data)
+    qtbot.waitUntil(lambda: not c.redraw_pending, timeout=5000)  # the last data, a group of plots per turn
     p = c.panes
     x, y = p.acc_epoch_train.xData, p.acc_epoch_train.yData
     np.testing.assert_array_equal(x[np.isfinite(x)], [0.0, 1.0, 1.0, 2.0])  # a dash across each epoch
