@@ -452,7 +452,7 @@ class TrainingPanes(QWidget):
         self._curves_next = True  # the curves and the other groups alternate
         self._seen = {}  # group of plots -> the history's version it was last fed
         self.event_lines: list[tuple] = []  # (plot, InfiniteLine): settings changed during the run
-        self._heat: dict = {}  # "act" / "grad" -> [pixels (L, bins, S) uint8, columns written]
+        self._heat: dict = {}  # "act" / "grad" -> [pixels (L, bins, S) uint8, columns written per layer (L,)]
         # a wider time axis reaches the plots one per turn of the event loop: re-laying out the
         # axes of all eleven plots at once held the GUI thread for ~50 ms
         self._x_span: tuple | None = None
@@ -699,7 +699,8 @@ class TrainingPanes(QWidget):
 
         The groups are small (the loss and accuracy curves with the progress bar; one layer's
         activation and gradient heatmaps; the dead units with the gradient and update lines),
-        so a timer tick repaints two or three plots and the GUI thread is never busy for long. The curves come every other call, the other groups take turns in between.
+        so a timer tick repaints two or three plots and the GUI thread is never busy for long.
+        The curves come every other call, the other groups take turns in between.
         ``everything`` (the end of a run) keeps the turns but lets the time axes jump at once.
         """
         parts = self._parts(history)
