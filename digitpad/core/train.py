@@ -163,7 +163,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # about two seconds, about 98.2% on the test set (large batches: fewer steps, each nearer the
+    # about two seconds, about 98% on the test set (large batches: fewer steps, each nearer the
     # matrix-product rate; the one-cycle schedule lets the high rate they need settle by the end)
     "quick": TrainConfig(hidden=(256, 128), lr=8e-3, schedule="onecycle", batch_size=512, epochs=5),
     # a minute or so, >= 98.3%
@@ -174,7 +174,7 @@ PRESETS: dict[str, TrainConfig] = {
                         dropout=0.2, augment=True),
 }
 PRESET_NOTES = {
-    "quick": "about two seconds; about 98.2% on the test set",
+    "quick": "about two seconds; about 98% on the test set",
     "standard": "about a minute; a wider network with dropout",
     "best": "takes many minutes: a wide network on distorted digits (the shipped model)",
 }
