@@ -693,7 +693,7 @@ class TrainingPanes(QWidget):
 
     # ---- every timer tick ------------------------------------------------------------------
 
-    def refresh(self, history: TrainingHistory, everything: bool = False) -> bool:
+    def refresh(self, history: TrainingHistory) -> bool:
         """Feed one group of plots whose series changed since it was last fed; True when another
         group is still due.
 
@@ -701,7 +701,6 @@ class TrainingPanes(QWidget):
         activation and gradient heatmaps; the dead units with the gradient and update lines),
         so a timer tick repaints two or three plots and the GUI thread is never busy for long.
         The curves come every other call, the other groups take turns in between.
-        ``everything`` (the end of a run) keeps the turns but lets the time axes jump at once.
         """
         parts = self._parts(history)
         due = [p for p in parts if self._seen.get(p) != self._version(p, history)]
@@ -715,7 +714,7 @@ class TrainingPanes(QWidget):
             part = next(p for p in others[start:] + others[:start] if p in due)
             self._turn = others.index(part) + 1
         self._curves_next = part != "curves"
-        self._feed(part, history, everything)
+        self._feed(part, history)
         self._seen[part] = self._version(part, history)
         return len(due) > 1
 
@@ -727,7 +726,7 @@ class TrainingPanes(QWidget):
     def _version(part, h: TrainingHistory):
         return (h.steps_version, h.epochs_version, len(h.events)) if part == "curves" else h.stats_version
 
-    def _feed(self, part, h: TrainingHistory, everything: bool) -> None:
+    def _feed(self, part, h: TrainingHistory) -> None:
         if part == "curves":
             steps, epochs, _ = self._seen.get("curves", (-1, -1, -1))
             if h.steps_version != steps:
@@ -736,7 +735,7 @@ class TrainingPanes(QWidget):
                 self._refresh_epochs(h)
             if len(h.events) * 2 != len(self.event_lines):
                 self._mark_events(h)
-            self._refresh_ranges(h, everything)
+            self._refresh_ranges(h)
         elif part == "lines":
             self._refresh_dead(h)
             self._refresh_gradient_lines(h)
@@ -806,11 +805,11 @@ class TrainingPanes(QWidget):
         if self._x_due:
             self._x_timer.start()
 
-    def _refresh_ranges(self, h: TrainingHistory, everything: bool = False) -> None:
+    def _refresh_ranges(self, h: TrainingHistory) -> None:
         n = h.n_steps
         if n == 0:
             return
-        self._set_x_span((0.0, x_span(float(h.step_t[n - 1]), self._epochs)), at_once=everything)
+        self._set_x_span((0.0, x_span(float(h.step_t[n - 1]), self._epochs)))
         val_loss = [r.val_loss for r in h.epochs]
         d = decades(h.loss_smooth[:n], val_loss, floor=1e-4)
         if d is not None:
