@@ -513,7 +513,7 @@ class TrainController(QObject):
         worker = self._worker
         if worker is None or self.history is None:
             return
-        self._pace()
+        self._pace(time.monotonic(), time.thread_time())
         self._drain()
         h = self.history
         now = time.monotonic()
@@ -539,11 +539,11 @@ class TrainController(QObject):
         if records:
             self.history.add(records)
 
-    def _pace(self) -> None:
+    def _pace(self, wall: float, cpu: float) -> None:
         """Slow the redraws down when the window's thread was busy (drawing, painting, reading the
         canvas) more than ``BUSY_SHARE`` of the last interval, and speed them up again when it was
-        not: on a slow machine the run keeps its cores and the window stays free for the user."""
-        wall, cpu = time.monotonic(), time.thread_time()
+        not: on a slow machine the run keeps its cores and the window stays free for the user.
+        ``wall`` and ``cpu`` are now's monotonic clock and the GUI thread's CPU time (seconds)."""
         then_wall, then_cpu = self._pace_at
         self._pace_at = (wall, cpu)
         if wall - then_wall <= 0:
