@@ -427,3 +427,24 @@ def test_only_the_page_on_screen_is_fed_readings_the_others_when_shown(open_wind
     np.testing.assert_allclose(heights(w.draw_page.probabilities), r.probabilities, rtol=1e-6)
     w.show_page(w.train_page)
     np.testing.assert_allclose(heights(w.train_page.probabilities), r.probabilities, rtol=1e-6)
+
+
+def test_a_stopped_run_says_where_its_best_weights_come_from(qtbot):
+    """Weights taken within an epoch (better on validation than the last epoch's end) are named by their step."""
+    from types import SimpleNamespace
+
+    from digitpad.qt.panes.training import ResultPanel
+
+    panel = ResultPanel()
+    qtbot.addWidget(panel)
+    model = SimpleNamespace(is_finite=lambda: True)
+
+    def outcome(best_epoch, best_step):
+        result = SimpleNamespace(steps=288, best_epoch=best_epoch, best_step=best_step, epochs_done=2, seconds=3.0)
+        return SimpleNamespace(diverged=False, stopped=True, message="", result=result, test_accuracy=0.976,
+                               old_test_accuracy=0.9938, model=model)
+
+    panel.show_outcome(outcome(0, 250))
+    assert "best weights so far (step 250)" in panel.label.text()
+    panel.show_outcome(outcome(2, 216))
+    assert "best weights so far (end of epoch 2)" in panel.label.text()

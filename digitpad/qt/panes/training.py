@@ -326,8 +326,8 @@ class ResultPanel(QWidget):
         if outcome.diverged:
             head = f'<b style="color:#ef4444">Training stopped by itself.</b> {html.escape(outcome.message)}'
         elif outcome.stopped:
-            head = (f"<b>Stopped</b> after {res.steps:,} steps; the best weights so far "
-                    f"(epoch {res.best_epoch or '–'}) are offered.")
+            when = f"end of epoch {res.best_epoch}" if res.best_epoch else f"step {res.best_step:,}"
+            head = f"<b>Stopped</b> after {res.steps:,} steps; the best weights so far ({when}) are offered."
         else:
             head = f"<b>Finished</b> {res.epochs_done} epochs in {_fmt_seconds(res.seconds)}."
         better = ""
